@@ -1,0 +1,3 @@
+"""Kunde: a connected-customer platform for retailers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from kunde.cli import main
+
+main()

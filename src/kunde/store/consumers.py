@@ -1,0 +1,266 @@
+"""Named consumers of the event log with at-least-once delivery and exactly-once effects.
+
+A consumer's handler runs inside a write transaction together with the update
+of the consumer's stored position for each partition it read. The position
+update is a compare-and-set: if another process advanced the same partition in
+the meantime (a lease that moved while we worked), our transaction rolls back
+with its effects, so a batch's effects and its position commit together or not
+at all. Handlers must still be idempotent by event id, because delivery itself
+is at-least-once (a crash after commit of effects in a foreign system, e.g. SMTP).
+
+A handler that keeps failing on one event is retried with back-off; after
+`MAX_ATTEMPTS` the event is parked in ``dead_letters`` and the consumer moves on
+(readiness reports parked events; ``kunde consumers replay`` re-runs them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from kunde.core.clock import utcnow
+from kunde.core.events import Event
+from kunde.store.database import Database, UnitOfWork
+from kunde.store.eventlog import EventLog
+from kunde.store.sql import insert_ignore
+from kunde.store.tables import consumer_offsets, dead_letters, events
+
+log = logging.getLogger("kunde.consumers")
+
+Handler = Callable[[UnitOfWork, Sequence[Event]], Awaitable[None]]
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A named reader of the log. ``types`` limits which events reach the handler."""
+
+    name: str
+    handle: Handler
+    types: frozenset[str] | None = None
+    batch_size: int = 500
+
+    def wants(self, event: Event) -> bool:
+        return self.types is None or event.type in self.types
+
+
+class PositionMoved(Exception):
+    """Another process advanced this consumer's partition: our batch must not commit."""
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    failures: int = 0
+    parked: int = 0
+    last_progress: float = 0.0
+    attempts: dict[int, int] = field(default_factory=dict)
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        db: Database,
+        log_: EventLog,
+        consumers: Sequence[Consumer],
+        owned: Callable[[], frozenset[int]],
+        *,
+        idle_wait: float = 0.5,
+    ) -> None:
+        names = [c.name for c in consumers]
+        if len(names) != len(set(names)):
+            raise ValueError(f"duplicate consumer names: {names}")
+        self.db = db
+        self.log = log_
+        self.consumers = list(consumers)
+        self.owned = owned
+        self.idle_wait = idle_wait
+        self.stats = {c.name: ConsumerStats() for c in consumers}
+
+    async def ensure_offsets(self) -> None:
+        rows = [
+            {"consumer": c.name, "partition": p, "position": 0, "updated_at": utcnow()}
+            for c in self.consumers
+            for p in range(self.log.partitions)
+        ]
+        if rows:
+            async with self.db.transaction() as uow:
+                await uow.execute(insert_ignore(uow.dialect, consumer_offsets), rows)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        await self.ensure_offsets()
+        while not stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:  # a database outage must not kill the loop
+                log.exception("consumer loop failed; retrying")
+                busy = 0
+                await asyncio.sleep(1.0)
+            if not busy:
+                await self.db.committed.wait(self.idle_wait)
+
+    async def run_once(self) -> int:
+        """One batch for every consumer over the owned partitions; returns events handled."""
+        owned = self.owned()
+        if not owned:
+            return 0
+        total = 0
+        for consumer in self.consumers:
+            total += await self._run_consumer(consumer, owned)
+        return total
+
+    async def drain(self, max_rounds: int = 1000) -> None:
+        """Run until every consumer is caught up with the owned partitions (tests, CLI)."""
+        await self.ensure_offsets()
+        for _ in range(max_rounds):
+            handled = await self.run_once()
+            retrying = any(s.attempts for s in self.stats.values())
+            if not handled and not retrying:
+                return
+        raise RuntimeError("consumers did not catch up")
+
+    async def _cursors(self, name: str, owned: Iterable[int]) -> dict[int, int]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                sa.select(consumer_offsets.c.partition, consumer_offsets.c.position).where(
+                    consumer_offsets.c.consumer == name,
+                    consumer_offsets.c.partition.in_(list(owned)),
+                )
+            )
+            return {int(p): int(pos) for p, pos in rows}
+
+    async def _run_consumer(self, consumer: Consumer, owned: frozenset[int]) -> int:
+        cursors = await self._cursors(consumer.name, owned)
+        if not cursors:
+            return 0
+        async with self.db.read() as conn:
+            batch = await self.log.read(
+                conn, after=min(cursors.values()), cursors=cursors, limit=consumer.batch_size,
+            )
+        if not batch:
+            return 0
+        stats = self.stats[consumer.name]
+        try:
+            await self._commit(consumer, batch, cursors)
+        except PositionMoved:
+            return 0
+        except Exception as exc:
+            stats.failures += 1
+            log.warning("consumer %s failed on a batch: %r; retrying one by one",
+                        consumer.name, exc)
+            return await self._one_by_one(consumer, batch, cursors)
+        stats.processed += len(batch)
+        stats.last_progress = asyncio.get_running_loop().time()
+        return len(batch)
+
+    async def _commit(
+        self, consumer: Consumer, batch: Sequence[Event], cursors: dict[int, int]
+    ) -> None:
+        wanted = [e for e in batch if consumer.wants(e)]
+        async with self.db.transaction() as uow:
+            if wanted:
+                await consumer.handle(uow, wanted)
+            await self._advance(uow, consumer.name, batch, cursors)
+
+    async def _advance(
+        self, uow: UnitOfWork, name: str, batch: Sequence[Event], cursors: dict[int, int]
+    ) -> None:
+        last: dict[int, int] = {}
+        for e in batch:
+            last[e.partition] = e.position
+        now = utcnow()
+        for partition, position in last.items():
+            result = await uow.execute(
+                consumer_offsets.update()
+                .where(
+                    consumer_offsets.c.consumer == name,
+                    consumer_offsets.c.partition == partition,
+                    consumer_offsets.c.position == cursors[partition],
+                )
+                .values(position=position, updated_at=now)
+            )
+            if result.rowcount != 1:
+                raise PositionMoved(f"{name} partition {partition}")
+        uow.after_commit(lambda: cursors.update(last))
+
+    async def _one_by_one(
+        self, consumer: Consumer, batch: Sequence[Event], cursors: dict[int, int]
+    ) -> int:
+        stats = self.stats[consumer.name]
+        done = 0
+        for event in batch:
+            try:
+                await self._commit(consumer, [event], cursors)
+                stats.attempts.pop(event.position, None)
+                done += 1
+                continue
+            except PositionMoved:
+                return done
+            except Exception as exc:
+                attempts = stats.attempts.get(event.position, 0) + 1
+                stats.attempts[event.position] = attempts
+                if attempts < MAX_ATTEMPTS:
+                    log.warning("consumer %s: event %s failed (attempt %d): %r",
+                                consumer.name, event.id, attempts, exc)
+                    await asyncio.sleep(min(0.05 * 2**attempts, 2.0))
+                    return done
+                await self._park(consumer, event, cursors, repr(exc), attempts)
+                stats.attempts.pop(event.position, None)
+                stats.parked += 1
+                done += 1
+        return done
+
+    async def _park(
+        self, consumer: Consumer, event: Event, cursors: dict[int, int], error: str, attempts: int
+    ) -> None:
+        log.error("consumer %s parks event %s after %d attempts: %s",
+                  consumer.name, event.id, attempts, error)
+        async with self.db.transaction() as uow:
+            await uow.execute(
+                insert_ignore(uow.dialect, dead_letters),
+                {"consumer": consumer.name, "position": event.position, "event_id": event.id,
+                 "error": error[:4000], "attempts": attempts, "parked_at": utcnow()},
+            )
+            await self._advance(uow, consumer.name, [event], cursors)
+
+
+async def consumer_lag(db: Database) -> dict[str, int]:
+    """Events each consumer has not handled yet, over all partitions."""
+    q = (
+        sa.select(consumer_offsets.c.consumer, sa.func.count(events.c.position))
+        .select_from(
+            consumer_offsets.outerjoin(
+                events,
+                sa.and_(
+                    events.c.partition == consumer_offsets.c.partition,
+                    events.c.position > consumer_offsets.c.position,
+                ),
+            )
+        )
+        .group_by(consumer_offsets.c.consumer)
+    )
+    async with db.read() as conn:
+        return {name: int(n) for name, n in await conn.execute(q)}
+
+
+async def replay(db: Database, consumer: str, from_position: int) -> int:
+    """Rewind a consumer so it handles every event after ``from_position`` again."""
+    async with db.transaction() as uow:
+        result = await uow.execute(
+            consumer_offsets.update()
+            .where(consumer_offsets.c.consumer == consumer)
+            .values(position=sa.func.min(consumer_offsets.c.position, from_position)
+                    if uow.dialect == "sqlite"
+                    else sa.func.least(consumer_offsets.c.position, from_position),
+                    updated_at=utcnow())
+        )
+        await uow.execute(
+            dead_letters.delete().where(
+                dead_letters.c.consumer == consumer, dead_letters.c.position > from_position
+            )
+        )
+        return int(result.rowcount)
