@@ -1,0 +1,120 @@
+"""Time from the 200 OK of an ``identify`` to the merged profile, at a steady event rate.
+
+A real `kunde serve` on SQLite with its consumers running receives 10 batches/s of
+100 events (1,000 events/s); each batch holds a page view of a new anonymous visitor
+and an ``identify`` tying that visitor to a new user id. A poller on the same database
+checks every 50 ms which of the acknowledged pairs resolve to one customer and records
+the delay since the 200. Target: p99 <= 1 s.
+
+    python -m bench.ingest_merge_latency          # BENCH_SECONDS=10
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._servers import free_port, kunde_env, start_kunde, stop, temp_dir, wait_http
+
+RATE = float(os.environ.get("BENCH_BATCHES_PER_S", "10"))
+
+
+def _batch(n: int) -> bytes:
+    events: list[dict[str, Any]] = [
+        {"type": "track", "event": "Product Viewed", "anonymousId": f"browse-{(n * 98 + i) % 3000}",
+         "messageId": f"t-{n}-{i}", "properties": {"sku": f"S{i}", "price": 9.5}}
+        for i in range(98)]
+    events.append({"type": "page", "anonymousId": f"visitor-{n}", "name": "Home",
+                   "messageId": f"p-{n}"})
+    events.append({"type": "identify", "anonymousId": f"visitor-{n}", "userId": f"member-{n}",
+                   "traits": {"email": f"member-{n}@example.com"}, "messageId": f"i-{n}"})
+    return json.dumps({"batch": events}).encode()
+
+
+async def _measure(url: str, db_url: str, data_dir: str, auth: str, seconds: int
+                   ) -> dict[str, Any]:
+    from kunde.kernel import close_kernel, open_kernel
+    from kunde.profiles.service import ProfileService
+    from kunde.settings import load_settings
+
+    kernel = await open_kernel(load_settings(environ={}, env="dev", data_dir=data_dir,
+                                             database_url=db_url), run_migrations=False)
+    profiles = kernel.service(ProfileService)
+    acked: dict[int, float] = {}
+    delays: list[float] = []
+    stop_polling = asyncio.Event()
+
+    async def poll() -> None:
+        while not (stop_polling.is_set() and not acked):
+            for n, t0 in list(acked.items()):
+                anon = await profiles.resolve("anonymous_id", f"visitor-{n}")
+                user = await profiles.resolve("user_id", f"member-{n}")
+                if anon is not None and anon == user:
+                    delays.append(time.perf_counter() - t0)
+                    del acked[n]
+            await asyncio.sleep(0.05)
+
+    poller = asyncio.create_task(poll())
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async def send(n: int) -> None:
+            r = await client.post("/v1/batch", content=_batch(n), headers={
+                "Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+            if r.status_code == 200:
+                acked[n] = time.perf_counter()
+
+        start = time.perf_counter()
+        tasks = []
+        for n in range(int(RATE * seconds)):
+            delay = start + n / RATE - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(n)))
+        await asyncio.gather(*tasks)
+    stop_polling.set()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(poller, timeout=30)
+    await close_kernel(kernel)
+    delays.sort()
+    if not delays:
+        return {"batches_sent": int(RATE * seconds), "merged": 0}
+    return {"batches_sent": int(RATE * seconds), "merged": len(delays),
+            "not_merged_in_30s": len(acked),
+            "p50_ms": round(delays[len(delays) // 2] * 1000),
+            "p99_ms": round(delays[max(int(len(delays) * 0.99) - 1, 0)] * 1000),
+            "max_ms": round(delays[-1] * 1000)}
+
+
+def main() -> dict[str, Any]:
+    seconds = int(os.environ.get("BENCH_SECONDS", "10"))
+    data_dir = temp_dir("bench-merge-")
+    db_url = f"sqlite+aiosqlite:///{data_dir}/kunde.db"
+    env = kunde_env(data_dir, KUNDE_DATABASE_URL=db_url)
+    key = subprocess.run([sys.executable, "-m", "kunde", "sources", "create", "bench"],
+                         env=env, capture_output=True, text=True, check=True
+                         ).stdout.strip().splitlines()[-1]
+    auth = base64.b64encode(f"{key}:".encode()).decode()
+    port = free_port()
+    proc = start_kunde(port, env, log=Path(data_dir) / "server.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health/live", proc)
+        result = asyncio.run(_measure(url, db_url, data_dir, auth, seconds))
+    finally:
+        stop(proc)
+    return {"benchmark": "ingest_merge_latency", "database": "sqlite",
+            "events_per_s": RATE * 100, "seconds": seconds, **result,
+            "note": "measured while the machine was shared"}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

@@ -1,0 +1,1 @@
+"""Segment-Spec ingestion: the Tracking API, validation, de-duplication, e-commerce projection."""

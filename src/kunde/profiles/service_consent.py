@@ -1,0 +1,134 @@
+"""ConsentService: per-purpose consent with a full history, and the one question others ask.
+
+A purpose is allowed only after an explicit grant that was not withdrawn later (no
+record means no). Each change is a history row (when, how, channel, text version,
+actor) and a ``consent.changed`` event. For a stitched customer the most recent
+decision across its records counts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from kunde.core.errors import InvalidInput
+from kunde.core.events import Event
+from kunde.core.ids import new_id
+from kunde.profiles import graph
+from kunde.profiles.models import PURPOSES
+from kunde.profiles.tables import consent_records, consent_state
+from kunde.store.database import UnitOfWork
+from kunde.store.sql import insert_ignore, upsert
+
+if TYPE_CHECKING:
+    from kunde.kernel import Kernel
+
+
+class ConsentService:
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+
+    async def is_allowed(self, customer_id: str, purpose: str) -> bool:
+        """True only when the customer's latest decision for ``purpose`` is a grant."""
+        async with self.k.db.read() as conn:
+            ids = await self._ids(conn, customer_id)
+            row = (await conn.execute(
+                sa.select(consent_state.c.granted)
+                .where(consent_state.c.customer_id.in_(ids), consent_state.c.purpose == purpose)
+                .order_by(consent_state.c.at.desc()).limit(1)
+            )).first()
+        return bool(row and row.granted)
+
+    async def grant(self, customer_id: str, purpose: str, **how: Any) -> bool:
+        """Record a grant; see `record` for the keyword arguments. True when it changed."""
+        return await self.record(customer_id, purpose, True, **how)
+
+    async def withdraw(self, customer_id: str, purpose: str, **how: Any) -> bool:
+        """Record a withdrawal, exactly as easy as a grant. True when it changed."""
+        return await self.record(customer_id, purpose, False, **how)
+
+    async def record(
+        self, customer_id: str, purpose: str, granted: bool, *, method: str = "api",
+        channel: str = "web", text_version: str = "", actor: str = "customer",
+        at: datetime | None = None, cause_id: str | None = None, uow: UnitOfWork | None = None,
+    ) -> bool:
+        """Store a consent decision (in ``uow`` when given). ``cause_id`` makes it idempotent."""
+        if purpose not in PURPOSES:
+            raise InvalidInput(f"purpose must be one of {', '.join(PURPOSES)}",
+                               code="consent.unknown_purpose")
+        if uow is None:
+            async with self.k.db.transaction() as own:
+                return await self._record(own, customer_id, purpose, granted, method, channel,
+                                          text_version, actor, at, cause_id)
+        return await self._record(uow, customer_id, purpose, granted, method, channel,
+                                  text_version, actor, at, cause_id)
+
+    async def _record(
+        self, uow: UnitOfWork, customer_id: str, purpose: str, granted: bool, method: str,
+        channel: str, text_version: str, actor: str, at: datetime | None, cause_id: str | None,
+    ) -> bool:
+        at = at or self.k.clock.now()
+        canonical = await graph.canonical_of(uow, customer_id) or customer_id
+        ids = await graph.members(uow, canonical) or [canonical]
+        current = (await uow.execute(
+            sa.select(consent_state.c.granted, consent_state.c.at)
+            .where(consent_state.c.customer_id.in_(ids), consent_state.c.purpose == purpose)
+            .order_by(consent_state.c.at.desc()).limit(1))).first()
+        if current is not None and current.at > at:
+            return False  # an older decision arriving late never overrides a newer one
+        # Deterministic per cause, so a redelivered identify records its decision once.
+        record_id = (str(uuid.uuid5(uuid.NAMESPACE_URL, f"kunde:consent:{cause_id}:{purpose}"))
+                     if cause_id else new_id())
+        result = await uow.execute(insert_ignore(uow.dialect, consent_records), {
+            "id": record_id, "customer_id": canonical, "purpose": purpose, "granted": granted,
+            "method": method[:40], "channel": channel[:32], "text_version": text_version[:64],
+            "actor": actor[:100], "at": at})
+        if not result.rowcount:
+            return False
+        await uow.execute(upsert(uow.dialect, consent_state, ["customer_id", "purpose"],
+                                 ["granted", "at", "record_id"]),
+                          {"customer_id": canonical, "purpose": purpose, "granted": granted,
+                           "at": at, "record_id": record_id})
+        changed = current is None or bool(current.granted) != granted
+        if changed:
+            uow.emit(Event.new("consent.changed", {
+                "purpose": purpose, "granted": granted, "method": method, "channel": channel,
+                "text_version": text_version, "actor": actor}, subject_id=canonical,
+                source=channel, occurred_at=at))
+        return changed
+
+    async def state(self, customer_id: str) -> dict[str, dict[str, Any]]:
+        """Current decision per purpose (every purpose listed; never decided = not granted)."""
+        async with self.k.db.read() as conn:
+            ids = await self._ids(conn, customer_id)
+            rows = (await conn.execute(
+                sa.select(consent_state, consent_records.c.method, consent_records.c.channel,
+                          consent_records.c.text_version)
+                .join(consent_records, consent_records.c.id == consent_state.c.record_id)
+                .where(consent_state.c.customer_id.in_(ids)))).all()
+        out: dict[str, dict[str, Any]] = {p: {"granted": False, "at": None, "method": None,
+                                              "channel": None, "text_version": None}
+                                          for p in PURPOSES}
+        for r in sorted(rows, key=lambda r: r.at):
+            out[r.purpose] = {"granted": bool(r.granted), "at": r.at, "method": r.method,
+                              "channel": r.channel, "text_version": r.text_version}
+        return out
+
+    async def history(self, customer_id: str) -> list[dict[str, Any]]:
+        """Every decision of the customer, newest first."""
+        async with self.k.db.read() as conn:
+            ids = await self._ids(conn, customer_id)
+            rows = (await conn.execute(
+                sa.select(consent_records).where(consent_records.c.customer_id.in_(ids))
+                .order_by(consent_records.c.at.desc(), consent_records.c.id.desc()))).all()
+        return [{"purpose": r.purpose, "granted": bool(r.granted), "method": r.method,
+                 "channel": r.channel, "text_version": r.text_version, "actor": r.actor,
+                 "at": r.at, "customer_record": r.customer_id} for r in rows]
+
+    async def _ids(self, conn: Any, customer_id: str) -> Sequence[str]:
+        canonical = await graph.canonical_of(conn, customer_id) or customer_id
+        return await graph.members(conn, canonical) or [canonical]
