@@ -1,0 +1,1 @@
+"""Messaging: templates per locale, email over SMTP and signed webhooks, outbox, archive."""
