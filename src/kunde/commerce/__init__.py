@@ -1,0 +1,1 @@
+"""Commerce: catalog, carts, checkout, payments port, orders, vouchers, idempotency keys."""
