@@ -1,0 +1,121 @@
+"""Carrier tracking webhooks accepted durably per second, through a real server.
+
+Every request is signed (Standard Webhooks) with its own message id; "accepted"
+means answered 202 after the updates were committed to ``tracking_inbox``
+(SQLite WAL with synchronous=FULL). Two shapes: one update per request, and
+carrier batches of 25 and 100 updates per request. Background work (applying the inbox,
+jobs) runs in the server as in production; ``BENCH_CONSUMERS=false`` measures
+acceptance alone. Target: >= 3,000 updates/s.
+Run: ``.venv/bin/python bench/fulfilment_webhooks.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from bench.fulfilment_common import SECRET, Server, temp_settings
+
+REQUESTS = 3000
+CONCURRENCY = 16
+
+
+def bodies(n: int, per_request: int) -> list[tuple[bytes, dict[str, str]]]:
+    from kunde.core import jsonutil
+    from kunde.messaging import signing
+
+    out = []
+    now = int(time.time())
+    for i in range(n):
+        updates = [{"itemId": f"BENCH{i:07d}{j:02d}", "eventCode": "IN_TRANSIT",
+                    "eventTime": "2030-01-01T10:00:00Z", "eventDescription": "In transit",
+                    "location": {"displayName": "Copenhagen"}} for j in range(per_request)]
+        body = jsonutil.dumps({"events": updates})
+        hdrs = signing.headers(SECRET, f"msg_{uuid.uuid4().hex}", now, body)
+        hdrs["content-type"] = "application/json"
+        out.append((body, hdrs))
+    return out
+
+
+async def fire(url: str, work: list[tuple[bytes, dict[str, str]]]) -> dict[str, Any]:
+    queue = list(reversed(work))
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            body, hdrs = queue.pop()
+            t0 = time.perf_counter()
+            r = await client.post(url, content=body, headers=hdrs)
+            latencies.append(time.perf_counter() - t0)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"requests": len(work), "seconds": round(elapsed, 2), "statuses": statuses,
+            "requests_per_s": round(len(work) / elapsed),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1)}
+
+
+async def prepare(settings: Any) -> None:
+    from kunde.fulfilment.config import FulfilmentConfig
+    from kunde.kernel import close_kernel, open_kernel
+
+    kernel = await open_kernel(settings)
+    try:
+        await kernel.service(FulfilmentConfig).add_carrier_secret("postnord", SECRET)
+    finally:
+        await close_kernel(kernel)
+
+
+async def count_inbox(settings: Any) -> int:
+    import sqlalchemy as sa
+
+    from kunde.fulfilment.tables import tracking_inbox
+    from kunde.kernel import close_kernel, open_kernel
+
+    kernel = await open_kernel(settings, run_migrations=False)
+    try:
+        async with kernel.db.read() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(
+                tracking_inbox))).scalar_one())
+    finally:
+        await close_kernel(kernel)
+
+
+def main() -> dict[str, Any]:
+    tmp, url, settings = temp_settings("webhooks")
+    asyncio.run(prepare(settings))
+    consumers = os.environ.get("BENCH_CONSUMERS", "true") == "true"
+    server = Server(url, tmp, consumers=consumers)
+    try:
+        endpoint = server.url + "/webhooks/carriers/postnord"
+        asyncio.run(fire(endpoint, bodies(200, 1)))  # warm-up
+        single = asyncio.run(fire(endpoint, bodies(REQUESTS, 1)))
+        single["updates_per_s"] = single["requests_per_s"]
+        batched = asyncio.run(fire(endpoint, bodies(REQUESTS // 10, 25)))
+        batched["updates_per_s"] = round(batched["requests_per_s"] * 25)
+        large = asyncio.run(fire(endpoint, bodies(REQUESTS // 30, 100)))
+        large["updates_per_s"] = round(large["requests_per_s"] * 100)
+    finally:
+        server.stop()
+    stored = asyncio.run(count_inbox(settings))
+    return {"benchmark": "fulfilment_webhooks", "database": url.split(":")[0],
+            "background_work": consumers,
+            "one_update_per_request": single, "25_updates_per_request": batched,
+            "100_updates_per_request": large,
+            "inbox_rows": stored, "target_updates_per_s": 3000}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

@@ -1,0 +1,1 @@
+"""Fulfilment: shipments, carrier tracking, delivery promises, delay care, returns, refunds."""
