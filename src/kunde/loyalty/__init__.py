@@ -1,0 +1,1 @@
+"""Loyalty: points ledger, earn rules, tiers, welcome rewards, quests, seasons, teams, rewards."""
