@@ -1,0 +1,1 @@
+"""Personalisation: recommenders, CLV and churn, next-best-offer, experiments and flags."""

@@ -1,0 +1,1 @@
+"""Pure recommender, value and decision models: numpy/scipy only, no I/O."""

@@ -1,0 +1,278 @@
+"""Recommendations: training from the interaction store, serving, and model swaps.
+
+One `RecommendationService` per process holds the model set being served. Training writes
+a new version with `ModelStore.save` (atomic pointer swap); every process picks it up at
+its next `reload()` (startup and the scheduled refresh). A missing or damaged version keeps
+the previous one in service, or popularity computed from the database, and says so in
+`status()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from numpy.typing import NDArray
+
+from kunde.kernel import Kernel
+from kunde.personalisation.errors import BadContext, TrainingFailed
+from kunde.personalisation.model_store import CorruptModel, ModelStore, popularity_only
+from kunde.personalisation.models.data import Interactions, TrainingDataError, build
+from kunde.personalisation.models.recommend import History, ModelSet, recommend
+from kunde.personalisation.models.rules import Rules
+from kunde.personalisation.models.train import TrainConfig, train_all
+from kunde.personalisation.ports import ProjectedStock, consent_port, stock_port
+from kunde.personalisation.tables import (
+    erased,
+    interactions,
+    items,
+    model_versions,
+    segment_members,
+)
+
+log = logging.getLogger("kunde.personalisation")
+CACHE_SIZE = 20_000
+CACHE_SECONDS = 30.0
+RELOAD_CHECK_SECONDS = 10.0
+ITEM_RULES_SECONDS = 10.0
+HISTORY_LIMIT = 200
+EPOCH = datetime(2000, 1, 1).timestamp()
+
+
+def day_of(ts: datetime) -> float:
+    return (ts.timestamp() - EPOCH) / 86400.0
+
+
+class RecommendationService:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.store = ModelStore(kernel.settings.data_path / "models" / "personalisation")
+        self.models: ModelSet | None = None
+        self.state: dict[str, Any] = {"status": "not_loaded", "version": None, "problem": None}
+        self._cache: OrderedDict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = (
+            OrderedDict())
+        self._by_customer: dict[str, set[tuple[Any, ...]]] = {}
+        self._lock = asyncio.Lock()
+        self._checked = 0.0
+        self._items_cache: tuple[float, dict[str, float], frozenset[str]] = (
+            -ITEM_RULES_SECONDS, {}, frozenset())
+
+    # -- model lifecycle ----------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What is served: ``trained`` (healthy), ``previous``/``popularity`` (degraded)."""
+        return dict(self.state)
+
+    async def reload(self) -> dict[str, Any]:
+        """Serve the CURRENT version if it changed; keep what is served if it cannot load."""
+        async with self._lock:
+            wanted = await asyncio.to_thread(self.store.current)
+            if self.models is not None and wanted == self.models.version and \
+                    self.state["status"] == "trained":
+                return self.status()
+            problem = None
+            for version in [v for v in [wanted] if v] + (await asyncio.to_thread(
+                    self.store.versions)):
+                if self.models is not None and version == self.models.version:
+                    break
+                try:
+                    ms, _ = await asyncio.to_thread(self.store.load, version)
+                except CorruptModel as exc:
+                    problem = problem or str(exc)
+                    log.error("personalisation model %s cannot be served: %s", version, exc)
+                    continue
+                self._swap(ms, "trained" if version == wanted else "previous", problem)
+                return self.status()
+            if self.models is not None and self.models.version != "popularity":
+                self.state.update(status="previous", problem=problem or "no newer version")
+                if problem is None and self.models.version == wanted:
+                    self.state.update(status="trained", problem=None)
+                return self.status()
+            self._swap(await self._popularity_fallback(), "popularity",
+                       problem or "no trained model yet: run `kunde train`")
+            return self.status()
+
+    async def ensure_fresh(self) -> None:
+        """Load a model on first use and look for a newer version every few seconds, so
+        every process picks up what `kunde train` or the scheduled job wrote."""
+        now = time.monotonic()
+        if self.models is None or now - self._checked > RELOAD_CHECK_SECONDS:
+            self._checked = now
+            current = await asyncio.to_thread(self.store.current)
+            if self.models is None or current != self.models.version:
+                await self.reload()
+
+    def _swap(self, ms: ModelSet, status: str, problem: str | None) -> None:
+        self.models = ms  # one reference assignment: requests see the old or the new set
+        self.state = {"status": status, "version": ms.version, "problem": problem,
+                      "items": int(ms.items.size)}
+        self._cache.clear()
+        self._by_customer.clear()
+
+    async def _popularity_fallback(self) -> ModelSet:
+        q = (sa.select(interactions.c.sku, sa.func.max(interactions.c.category),
+                       sa.func.count()).group_by(interactions.c.sku))
+        async with self.kernel.db.read() as conn:
+            rows = (await conn.execute(q)).all()
+        return popularity_only("popularity", [r[0] for r in rows], [r[1] or "" for r in rows],
+                               [float(r[2]) for r in rows])
+
+    # -- training -------------------------------------------------------------------
+    async def training_data(self) -> tuple[Interactions, dict[str, NDArray[np.bool_]]]:
+        """Every stored interaction except those of erased customers, plus segments."""
+        q = (sa.select(interactions.c.customer_id, interactions.c.sku, interactions.c.kind,
+                       interactions.c.occurred_at, interactions.c.basket,
+                       interactions.c.category)
+             .where(interactions.c.customer_id.not_in(sa.select(erased.c.customer_id))))
+        async with self.kernel.db.read() as conn:
+            rows = (await conn.execute(q)).all()
+            members = (await conn.execute(sa.select(segment_members))).all()
+        data = build([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                     [day_of(r[3]) for r in rows], [r[4] for r in rows], [r[5] for r in rows])
+        index = {str(u): i for i, u in enumerate(data.users)}
+        segments: dict[str, NDArray[np.bool_]] = {}
+        for cid, seg in members:
+            if cid in index:
+                segments.setdefault(seg, np.zeros(data.n_users, bool))[index[cid]] = True
+        return data, segments
+
+    async def train(self, progress: Callable[[str], None] | None = None,
+                    config: TrainConfig = TrainConfig()) -> dict[str, Any]:
+        """Train every model, write a new version and serve it. Raises `TrainingFailed`."""
+        data, segments = await self.training_data()
+        now = self.kernel.clock.now()
+        started = time.perf_counter()
+        try:
+            arrays, timings = await asyncio.to_thread(
+                train_all, data, now_day=day_of(now), segments=segments, config=config,
+                progress=progress)
+        except TrainingDataError as exc:
+            raise TrainingFailed(str(exc)) from exc
+        version = self.store.new_version(now)
+        summary = {"interactions": int(data.user.size), "customers": data.n_users,
+                   "products": data.n_items, "segments": len(segments),
+                   "seconds": {k: round(v, 3) for k, v in timings.items()},
+                   "total_seconds": round(time.perf_counter() - started, 3)}
+        await asyncio.to_thread(self.store.save, version, arrays, summary)
+        async with self.kernel.db.transaction() as uow:
+            await uow.execute(model_versions.insert().values(
+                version=version, created_at=now, summary=summary))
+        await self.reload()
+        return {"version": version, **summary}
+
+    # -- serving --------------------------------------------------------------------
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Drop cached responses of these customers (new interactions, erasure)."""
+        for cid in customer_ids:
+            for key in self._by_customer.pop(cid, set()):
+                self._cache.pop(key, None)
+
+    async def _personal_inputs(self, customer_id: str) -> tuple[History, str | None]:
+        """The customer's own history and first segment, read on one connection."""
+        now = self.kernel.clock.now()
+        q = (sa.select(interactions.c.sku, interactions.c.kind, interactions.c.occurred_at)
+             .where(interactions.c.customer_id == customer_id)
+             .order_by(interactions.c.occurred_at.desc()).limit(HISTORY_LIMIT))
+        seg = (sa.select(segment_members.c.segment)
+               .where(segment_members.c.customer_id == customer_id)
+               .order_by(segment_members.c.segment).limit(1))
+        async with self.kernel.db.read() as conn:
+            rows = (await conn.execute(q)).all()
+            segment = (await conn.execute(seg)).scalar()
+        history = History(tuple(r[0] for r in rows), tuple(r[1] for r in rows),
+                          tuple((now - r[2]).total_seconds() / 86400.0 for r in rows))
+        return history, segment
+
+    async def _item_rules(self) -> tuple[dict[str, float], frozenset[str]]:
+        """Boosts and unavailable products (catalogue-wide, not personal): cached briefly."""
+        at, boosts, gone = self._items_cache
+        if time.monotonic() - at < ITEM_RULES_SECONDS:
+            return boosts, gone
+        async with self.kernel.db.read() as conn:
+            rows = (await conn.execute(sa.select(items.c.sku, items.c.boost, items.c.available)
+                                       .where(sa.or_(items.c.boost != 1.0,
+                                                     items.c.available.is_(False))))).all()
+        boosts = {r[0]: float(r[1]) for r in rows if r[1] != 1.0}
+        gone = frozenset(r[0] for r in rows if not r[2])
+        self._items_cache = (time.monotonic(), boosts, gone)
+        return boosts, gone
+
+    async def _rules(self, ms: ModelSet, categories: list[str]) -> Rules:
+        boosts, gone = await self._item_rules()
+        exclude = frozenset(ms.index[s] for s in gone if s in ms.index)
+        boost = {ms.index[s]: b for s, b in boosts.items() if s in ms.index}
+        return Rules(exclude=exclude, categories=frozenset(categories), boost=boost)
+
+    async def recommend(self, customer_id: str | None, context: str, limit: int = 10, *,
+                        categories: list[str] | None = None, cart: list[str] | None = None
+                        ) -> dict[str, Any]:
+        """Recommendations with a reason per item; never an error for unknown ids.
+
+        Personal signals (history, session, segment, bought-exclusion) are used only for a
+        known customer who granted ``personalisation`` consent; ``personal`` says which.
+        """
+        if not (context in ("home", "cart") or context.startswith("product:")):
+            raise BadContext("context must be home, cart or product:<SKU>")
+        limit = max(1, min(limit, 100))
+        await self.ensure_fresh()
+        ms = self.models
+        assert ms is not None
+        key = (customer_id, context, limit, tuple(categories or ()), tuple(cart or ()),
+               ms.version)
+        hit = self._cache.get(key)
+        loop_now = time.monotonic()
+        personal = False
+        if hit and loop_now - hit[0] < CACHE_SECONDS:
+            picks = hit[1]
+            personal = bool(picks and picks[0].get("_personal"))
+        else:
+            history = None
+            segment = None
+            if customer_id and await consent_port(self.kernel).is_allowed(
+                    customer_id, "personalisation"):
+                history, segment = await self._personal_inputs(customer_id)
+                personal = True
+            cart_skus = tuple(cart or ())
+            if context == "cart" and not cart_skus and history is not None:
+                cart_skus = _open_cart(history)
+            rules = await self._rules(ms, categories or [])
+            result = recommend(ms, context, limit + 10, history=history, cart=cart_skus,
+                               rules=rules, segment=segment)
+            stock = stock_port(self.kernel)
+            if not isinstance(stock, ProjectedStock):  # the projection is in the rules already
+                gone = await stock.unavailable([p.sku for p in result])
+                result = [p for p in result if p.sku not in gone]
+            result = result[:limit]
+            picks = [{"sku": p.sku, "reason": p.reason, "detail": p.detail,
+                      "score": round(p.score, 5), "_personal": personal} for p in result]
+            self._remember(key, customer_id, picks)
+        return {"customer": customer_id, "context": context, "personal": personal,
+                "model_version": ms.version, "model_status": self.state["status"],
+                "items": [{k: v for k, v in p.items() if k != "_personal"} for p in picks]}
+
+    def _remember(self, key: tuple[Any, ...], customer_id: str | None,
+                  picks: list[dict[str, Any]]) -> None:
+        self._cache[key] = (time.monotonic(), picks)
+        if customer_id:
+            self._by_customer.setdefault(customer_id, set()).add(key)
+        while len(self._cache) > CACHE_SIZE:
+            old, _ = self._cache.popitem(last=False)
+            if old[0]:
+                self._by_customer.get(old[0], set()).discard(old)
+
+
+def _open_cart(history: History) -> tuple[str, ...]:
+    """Cart adds since the customer's last purchase (the cart as far as events tell)."""
+    out = []
+    for sku, kind in zip(history.skus, history.kinds, strict=True):
+        if kind == "purchase":
+            break
+        if kind == "cart":
+            out.append(sku)
+    return tuple(dict.fromkeys(out))

@@ -1,0 +1,107 @@
+"""Next-best-offer: candidates from ports, eligibility and scoring, fatigue, decision log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from kunde.core.ids import new_id
+from kunde.kernel import Kernel
+from kunde.personalisation.models.offers import CustomerContext, Offer, decide
+from kunde.personalisation.ports import ProjectedMembership, consent_port, stock_port
+from kunde.personalisation.service_scores import ScoresService
+from kunde.personalisation.tables import offer_decisions, offers
+
+FATIGUE_CAP = 3  # offers shown per channel per customer within FATIGUE_WINDOW
+FATIGUE_WINDOW = timedelta(days=7)
+PURPOSES = ("marketing_email", "marketing_sms", "marketing_push", "personalisation")
+
+
+class OfferSource(Protocol):
+    """Where candidates come from: loyalty rewards, vouchers, content."""
+
+    async def candidates(self, customer_id: str) -> list[Offer]: ...
+
+
+class ConfiguredOffers:
+    """Offers configured in Kunde (``p13n_offers``); the source used when no port answers."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    async def candidates(self, customer_id: str) -> list[Offer]:
+        async with self.kernel.db.read() as conn:
+            rows = (await conn.execute(sa.select(offers).where(offers.c.active.is_(True))
+                                       .order_by(offers.c.id))).all()
+        return [Offer(id=r.id, kind=r.kind, title=r.title, value_minor=int(r.value_minor),
+                      cost_minor=int(r.cost_minor), propensity=float(r.propensity),
+                      channels=frozenset(r.channels), min_tier=r.min_tier,
+                      segments=frozenset(r.segments), sku=r.sku,
+                      needs_consent=r.needs_consent) for r in rows]
+
+
+class OfferService:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.sources: list[OfferSource] = [ConfiguredOffers(kernel)]
+
+    async def _context(self, customer_id: str, candidates: list[Offer]) -> CustomerContext:
+        membership = ProjectedMembership(self.kernel)
+        consent = consent_port(self.kernel)
+        needed = {o.needs_consent for o in candidates if o.needs_consent} | {"personalisation"}
+        granted = frozenset([p for p in sorted(needed)
+                             if await consent.is_allowed(customer_id, p)])
+        score = await self.kernel.service(ScoresService).scores(customer_id)
+        since = self.kernel.clock.now() - FATIGUE_WINDOW
+        async with self.kernel.db.read() as conn:
+            shown: dict[str, int] = {str(c): int(n) for c, n in (await conn.execute(
+                sa.select(offer_decisions.c.channel, sa.func.count())
+                .where(offer_decisions.c.customer_id == customer_id,
+                       offer_decisions.c.offer_id.is_not(None),
+                       offer_decisions.c.decided_at >= since)
+                .group_by(offer_decisions.c.channel))).all()}
+        skus = [o.sku for o in candidates if o.sku]
+        gone = await stock_port(self.kernel).unavailable(skus) if skus else set()
+        return CustomerContext(
+            tier=await membership.tier(customer_id),
+            segments=frozenset(await membership.segments(customer_id)), consents=granted,
+            clv_minor=int(score["clv"]) if score else 0,
+            churn_risk=score["churn_risk"] if score else None,
+            shown_recently={str(k): int(v) for k, v in shown.items()},
+            out_of_stock=frozenset(gone))
+
+    async def next_best_offers(self, customer_id: str, channel: str, limit: int = 3
+                               ) -> dict[str, Any]:
+        """Ranked eligible offers with reasons; the decision (all candidates) is logged."""
+        candidates = [o for s in self.sources for o in await s.candidates(customer_id)]
+        ctx = await self._context(customer_id, candidates)
+        decisions = decide(candidates, ctx, channel, fatigue_cap=FATIGUE_CAP)
+        chosen = [d for d in decisions if d.eligible][:limit]
+        log = [{"offer_id": d.offer.id, "eligible": d.eligible, "score": round(d.score, 2),
+                "reasons": list(d.reasons)} for d in decisions]
+        decision_id = new_id()
+        async with self.kernel.db.transaction() as uow:
+            await uow.execute(offer_decisions.insert().values(
+                id=decision_id, customer_id=customer_id, channel=channel,
+                offer_id=chosen[0].offer.id if chosen else None,
+                score=chosen[0].score if chosen else None, decisions=log,
+                decided_at=self.kernel.clock.now()))
+        return {"decision_id": decision_id, "customer_id": customer_id, "channel": channel,
+                "offers": [{"id": d.offer.id, "kind": d.offer.kind, "title": d.offer.title,
+                            "score": round(d.score, 2), "reasons": list(d.reasons)}
+                           for d in chosen],
+                "considered": log}
+
+    async def configure(self, offer: Offer) -> None:
+        from kunde.store.sql import upsert
+
+        row = {"id": offer.id, "kind": offer.kind, "title": offer.title,
+               "value_minor": offer.value_minor, "cost_minor": offer.cost_minor,
+               "propensity": offer.propensity, "channels": sorted(offer.channels),
+               "min_tier": offer.min_tier, "segments": sorted(offer.segments),
+               "sku": offer.sku, "needs_consent": offer.needs_consent, "active": True}
+        async with self.kernel.db.transaction() as uow:
+            await uow.execute(upsert(uow.dialect, offers, ["id"],
+                                     [k for k in row if k != "id"]), row)
