@@ -1,0 +1,1 @@
+"""Customer service: cases, conversations, macros, feedback (CSAT/NPS), reporting."""
