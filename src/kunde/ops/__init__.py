@@ -1,0 +1,1 @@
+"""Operations: health, metrics, request ids, access logs (and later load shedding)."""
