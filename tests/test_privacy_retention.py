@@ -7,15 +7,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from kunde.core.clock import FrozenClock
+from kunde.core.errors import ConfigurationError
 from kunde.core.events import Event
 from kunde.core.ids import new_id
 from kunde.features import Feature
 from kunde.kernel import Kernel
 from kunde.privacy.audit import AuditService
 from kunde.privacy.retention import RetentionService, policies
+from kunde.settings import load_settings
 from kunde.store.database import UnitOfWork
 from kunde.store.tables import events
 
@@ -90,8 +93,13 @@ async def test_audit_purge_leaves_a_verifiable_chain(kernel: Kernel) -> None:
 
 
 def test_defaults_have_a_legal_basis_and_can_be_overridden() -> None:
-    defaults = {p.data_class: p for p in policies({})}
+    defaults = {p.data_class: p for p in policies(load_settings(environ={}))}
     assert defaults["orders_invoices"].days == 3650
     assert all(p.legal_basis for p in defaults.values())
-    changed = {p.data_class: p for p in policies({"KUNDE_RETENTION_RAW_EVENTS_DAYS": "30"})}
-    assert changed["raw_events"].days == 30
+    assert [p.days for p in policies()] == [p.days for p in defaults.values()]
+    changed = {p.data_class: p for p in policies(load_settings(
+        environ={"KUNDE_RETENTION_RAW_EVENTS_DAYS": "30", "KUNDE_RETENTION_AUDIT_DAYS": "400"}))}
+    assert changed["raw_events"].days == 30 and changed["audit"].days == 400
+    assert changed["cases"].days == 1095
+    with pytest.raises(ConfigurationError, match="RETENTION_CASES_DAYS"):
+        load_settings(environ={"KUNDE_RETENTION_CASES_DAYS": "0"})

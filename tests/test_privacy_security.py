@@ -188,3 +188,23 @@ async def test_secrets_never_reach_the_logs(kernel: Kernel, client: AppClient,
     for secret in (key.split("_", 2)[2], token, write_key, "hunter2-secret!",
                    kernel.settings.secret_key):
         assert secret not in text
+
+
+async def test_rate_limits_come_from_settings(kernel: Kernel) -> None:
+    import msgspec
+
+    from kunde.settings import load_settings
+
+    s = load_settings(environ={"KUNDE_RATE_LIMIT_PER_KEY": "3", "KUNDE_RATE_LIMIT_PER_IP": "50"})
+    assert RateLimits.from_settings(s) == RateLimits(per_key_rate=3, per_key_burst=6,
+                                                     per_ip_rate=50, per_ip_burst=100)
+    original = kernel.settings
+    kernel.settings = msgspec.structs.replace(original, rate_limit_per_key=1.0,
+                                              rate_limit_per_ip=100.0)
+    try:
+        async with app_client(kernel, features=_features()) as c:
+            h = {"Authorization": "Bearer kk_from_settings"}
+            codes = [(await c.get("/openapi.json", headers=h)).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]  # burst of two from KUNDE_RATE_LIMIT_PER_KEY=1
+    finally:
+        kernel.settings = original

@@ -58,6 +58,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     stripe_webhook_secret: str = ""
     # Identity-resolution rules over the defaults, JSON keyed by identifier kind.
     identity_rules: str = ""
+    # Rate limits in requests per second (burst twice that), per credential and per address.
+    rate_limit_per_key: float = 2000.0
+    rate_limit_per_ip: float = 1000.0
+    # Retention periods in days per data class (defaults and legal basis: docs/privacy.md).
+    retention_raw_events_days: int = 395
+    retention_message_archive_days: int = 730
+    retention_cases_days: int = 1095
+    retention_orders_invoices_days: int = 3650
+    retention_audit_days: int = 1095
 
     # -- derived values ---------------------------------------------------
     @property
@@ -139,6 +148,11 @@ def load_settings(
 def _validate(s: Settings) -> None:
     if s.partitions < 1 or s.partitions > 1024:
         raise ConfigurationError("KUNDE_PARTITIONS must be between 1 and 1024")
+    if s.rate_limit_per_key <= 0 or s.rate_limit_per_ip <= 0:
+        raise ConfigurationError("KUNDE_RATE_LIMIT_PER_KEY and KUNDE_RATE_LIMIT_PER_IP must be > 0")
+    for name in _FIELDS:
+        if name.startswith("retention_") and getattr(s, name) < 1:
+            raise ConfigurationError(f"KUNDE_{name.upper()} must be at least 1 day")
     s.master_key_bytes()
     if s.is_dev:
         return

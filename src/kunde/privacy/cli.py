@@ -114,7 +114,7 @@ def ropa() -> None:
     from kunde.features import all_features
     from kunde.privacy.processing import as_markdown, processing_record
 
-    print(as_markdown(processing_record(all_features())))
+    print(as_markdown(processing_record(all_features(), _settings())))
 
 
 def reapply() -> None:

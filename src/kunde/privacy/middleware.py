@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -66,15 +65,11 @@ class RateLimits:
     per_ip_burst: float = 2000.0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> RateLimits:
-        e = os.environ if env is None else env
-        d = cls()
-        return cls(
-            per_key_rate=float(e.get("KUNDE_RATE_LIMIT_PER_KEY", d.per_key_rate)),
-            per_key_burst=float(e.get("KUNDE_RATE_LIMIT_PER_KEY", d.per_key_rate)) * 2,
-            per_ip_rate=float(e.get("KUNDE_RATE_LIMIT_PER_IP", d.per_ip_rate)),
-            per_ip_burst=float(e.get("KUNDE_RATE_LIMIT_PER_IP", d.per_ip_rate)) * 2,
-        )
+    def from_settings(cls, settings: Any) -> RateLimits:
+        """``KUNDE_RATE_LIMIT_PER_KEY`` / ``_PER_IP`` (requests/s) from `Settings`; burst 2x."""
+        per_key, per_ip = float(settings.rate_limit_per_key), float(settings.rate_limit_per_ip)
+        return cls(per_key_rate=per_key, per_key_burst=per_key * 2,
+                   per_ip_rate=per_ip, per_ip_burst=per_ip * 2)
 
 
 class TokenBuckets:
@@ -133,13 +128,14 @@ def security_middleware(max_body: int | None = None, limits: RateLimits | None =
     """The middleware factory; ``None`` values come from the app's settings at first use."""
 
     def factory(app: ASGIApp) -> ASGIApp:
-        rate = limits or RateLimits.from_env()
-        by_key = TokenBuckets(rate.per_key_rate, rate.per_key_burst)
-        by_ip = TokenBuckets(rate.per_ip_rate, rate.per_ip_burst)
         conf: dict[str, Any] = {}
 
         def configure(scope: Scope) -> None:
             settings = scope["app"].state.settings
+            rate = limits or RateLimits.from_settings(settings)
+            conf["rate"] = rate
+            conf["by_key"] = TokenBuckets(rate.per_key_rate, rate.per_key_burst)
+            conf["by_ip"] = TokenBuckets(rate.per_ip_rate, rate.per_ip_burst)
             conf["max_body"] = max_body if max_body is not None else settings.max_body_bytes
             # With Redis configured, limits are shared by every process (ops' RateLimiter,
             # which falls back to in-process counting while Redis is down).
@@ -170,10 +166,10 @@ def security_middleware(max_body: int | None = None, limits: RateLimits | None =
             client = scope.get("client")
             ip = client[0] if client else "unknown"
             if conf["shared"] is not None:
-                wait = await _shared_wait(conf["shared"], rate, cred, ip)
+                wait = await _shared_wait(conf["shared"], conf["rate"], cred, ip)
             else:
-                wait = by_key.take(cred, now) if cred else 0.0
-                wait = wait or by_ip.take(ip, now)
+                wait = conf["by_key"].take(cred, now) if cred else 0.0
+                wait = wait or conf["by_ip"].take(ip, now)
             if wait:
                 await _reply(send, 429, "rate.limited", "too many requests; slow down",
                              [(b"retry-after", str(max(1, round(wait))).encode())])

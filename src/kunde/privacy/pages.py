@@ -70,7 +70,7 @@ async def audit_page(request: Request[Any, Any, Any], kernel: KernelDep,
      include_in_schema=False)
 async def retention_page(request: Request[Any, Any, Any], kernel: KernelDep) -> Template:
     svc = kernel.service(RetentionService)
-    return page(request, "privacy/templates/retention.html", policies=policies(),
+    return page(request, "privacy/templates/retention.html", policies=policies(kernel.settings),
                 holds=await svc.holds(), runs=await svc.last_runs(5))
 
 

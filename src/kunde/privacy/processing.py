@@ -14,14 +14,16 @@ import yaml
 
 from kunde.features import Feature
 from kunde.privacy.retention import policies
+from kunde.settings import Settings
 
 SOURCE = Path(__file__).parent / "processing.yaml"
 
 
-def processing_record(features: Sequence[Feature]) -> dict[str, Any]:
+def processing_record(features: Sequence[Feature], settings: Settings | None = None
+                      ) -> dict[str, Any]:
     config = yaml.safe_load(SOURCE.read_text())
     installed = {f.name for f in features}
-    periods = {p.data_class: p for p in policies()}
+    periods = {p.data_class: p for p in policies(settings)}
     activities = []
     for a in config["activities"]:
         if a["feature"] not in installed:

@@ -10,7 +10,6 @@ basis: docs/privacy.md.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from kunde.store.tables import events
 
 if TYPE_CHECKING:
     from kunde.kernel import Kernel
+    from kunde.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,13 @@ DEFAULT_POLICIES: tuple[RetentionPolicy, ...] = (
 DATA_CLASSES = tuple(p.data_class for p in DEFAULT_POLICIES)
 
 
-def policies(env: dict[str, str] | None = None) -> list[RetentionPolicy]:
-    """Defaults, overridden per class by ``KUNDE_RETENTION_<CLASS>_DAYS``."""
-    e = os.environ if env is None else env
-    out = []
-    for p in DEFAULT_POLICIES:
-        raw = e.get(f"KUNDE_RETENTION_{p.data_class.upper()}_DAYS")
-        out.append(RetentionPolicy(p.data_class, int(raw), p.owner, p.legal_basis, p.what)
-                   if raw else p)
-    return out
+def policies(settings: Settings | None = None) -> list[RetentionPolicy]:
+    """Defaults, overridden per class by ``KUNDE_RETENTION_<CLASS>_DAYS`` (in `Settings`)."""
+    if settings is None:
+        return list(DEFAULT_POLICIES)
+    return [RetentionPolicy(p.data_class, int(getattr(settings, f"retention_{p.data_class}_days")),
+                            p.owner, p.legal_basis, p.what)
+            for p in DEFAULT_POLICIES]
 
 
 class RetentionService:
@@ -120,7 +118,7 @@ class RetentionService:
         active = await self.holds()
         by_feature = {f.name: f for f in self.features}
         report: dict[str, Any] = {"ran_at": now.isoformat(), "classes": {}}
-        for policy in policies():
+        for policy in policies(k.settings):
             held_all = any(h["customer_id"] is None and h["data_class"] in ("*", policy.data_class)
                            for h in active)
             held = frozenset(h["customer_id"] for h in active if h["customer_id"]

@@ -199,8 +199,8 @@ async def audit_verify(kernel: KernelDep) -> dict[str, Any]:
 
 @get("/v1/privacy/processing-record", tags=["privacy"], opt={"permission": "privacy:audit"},
      summary="Record of processing activities (Art. 30), generated from configuration")
-async def ropa(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return processing_record(request.app.state.features)
+async def ropa(request: Request[Any, Any, Any], kernel: KernelDep) -> dict[str, Any]:
+    return processing_record(request.app.state.features, kernel.settings)
 
 
 # -- retention ------------------------------------------------------------------------
@@ -210,8 +210,8 @@ async def retention_report(kernel: KernelDep) -> dict[str, Any]:
     from kunde.privacy.retention import policies
 
     svc = kernel.service(RetentionService)
-    return {"policies": [p.__dict__ for p in policies()], "holds": await svc.holds(),
-            "runs": await svc.last_runs()}
+    return {"policies": [p.__dict__ for p in policies(kernel.settings)],
+            "holds": await svc.holds(), "runs": await svc.last_runs()}
 
 
 @post("/v1/privacy/retention/run", tags=["privacy"], status_code=200,
