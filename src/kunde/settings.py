@@ -65,7 +65,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     retention_raw_events_days: int = 395
     retention_message_archive_days: int = 730
     retention_cases_days: int = 1095
-    retention_orders_invoices_days: int = 3650
+    retention_orders_invoices_days: int = 3653
     retention_audit_days: int = 1095
 
     # -- derived values ---------------------------------------------------
