@@ -121,6 +121,14 @@ class Vault:
         return aead.decrypt(wrapped[:NONCE], wrapped[NONCE:], aad)
 
     # -- subject keys ----------------------------------------------------------
+    def subject_key(self, subject: str, wrapped: bytes, kek_id: str) -> bytes:
+        """A subject's data key from its ``subject_keys`` row, read by the caller's own query."""
+        key = self._cache.get(subject)
+        if key is None:
+            key = self._unwrap(wrapped, kek_id, subject.encode())
+            self._cache.put(subject, key)
+        return key
+
     async def keys_for(
         self, uow: UnitOfWork, subjects: Iterable[str], *, create: bool
     ) -> dict[str, bytes]:

@@ -21,6 +21,9 @@ BUILTIN_KINDS = ("user_id", "anonymous_id", "email", "phone")
 # Traits that are also identifiers when they arrive in identify/ensure_customer.
 TRAIT_IDENTIFIERS = ("email", "phone")
 
+# Traits also served at the top level of a profile (None when unknown).
+TOP_LEVEL_TRAITS = ("email", "phone", "first_name", "last_name", "name", "locale")
+
 
 @dataclass(frozen=True)
 class IdentifierRule:

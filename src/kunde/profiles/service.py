@@ -17,7 +17,7 @@ from kunde.core import jsonutil
 from kunde.core.errors import InvalidInput, NotFound
 from kunde.core.ids import new_id
 from kunde.privacy.vault import Vault
-from kunde.profiles import graph
+from kunde.profiles import graph, reads
 from kunde.profiles.graph import IdentityGraph
 from kunde.profiles.models import (
     TRAIT_IDENTIFIERS,
@@ -28,7 +28,6 @@ from kunde.profiles.models import (
 )
 from kunde.profiles.tables import (
     customer_activity,
-    customers,
     identities,
     profile_orders,
     traits,
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from kunde.kernel import Kernel
 
 # Traits surfaced at the top level of `get_profile` for other features' convenience.
-TOP_LEVEL_TRAITS = ("email", "phone", "first_name", "last_name", "name", "locale")
 LOOKUP_ORDER = ("user_id", "email", "phone")
 
 
@@ -221,46 +219,14 @@ class ProfileService:
         ``email``, ``phone``, ``first_name``, ``last_name``, ``name`` and ``locale`` are
         also at the top level (None when unknown). Raises NotFound for an unknown id.
         """
-        async with self.k.db.read() as conn:
-            return await self._profile(conn, customer_id)
+        return await reads.read_profile(self.k, customer_id)
 
     async def profile_by_identifier(self, kind: str, value: str) -> dict[str, Any]:
-        """`get_profile` of the customer holding an identifier (one read transaction)."""
-        h = self.k.vault.blind_index(kind, value) if value and value.strip() else ""
-        async with self.k.db.read() as conn:
-            found = (await graph.owners(conn, [h])).get(h) if h else None
-            if found is None:
-                raise NotFound("no customer holds that identifier",
-                               code="profiles.customer_not_found")
-            return await self._profile(conn, found[1])
-
-    async def _profile(self, conn: Any, customer_id: str) -> dict[str, Any]:
-        # The person's records in one query: every record sharing this record's canonical id.
-        canonical_q = (sa.select(customers.c.canonical_id)
-                       .where(customers.c.id == customer_id).scalar_subquery())
-        records = (await conn.execute(
-            sa.select(customers.c.id, customers.c.canonical_id, customers.c.created_at,
-                      customers.c.channel)
-            .where(customers.c.canonical_id == canonical_q).order_by(customers.c.id))).all()
-        if not records:
-            raise NotFound("no customer with that id", code="profiles.customer_not_found")
-        canonical = records[0].canonical_id
-        ids = [r.id for r in records]
-        live = next(r for r in records if r.id == canonical)
-        trait_values = await self._traits(conn, ids)
-        computed = await self._computed(conn, ids)
-        profile: dict[str, Any] = {
-            "id": canonical, "customer_id": canonical,
-            "merged_ids": [m for m in ids if m != canonical],
-            "created_at": live.created_at, "channel": live.channel,
-            "traits": {k: v["value"] for k, v in trait_values.items()},
-            "trait_sources": {k: {"source": v["source"], "observed_at": v["observed_at"]}
-                              for k, v in trait_values.items()},
-            "computed": computed.as_dict(),
-        }
-        for name in TOP_LEVEL_TRAITS:
-            profile[name] = profile["traits"].get(name)
-        return profile
+        """`get_profile` of the customer holding an identifier (one read snapshot)."""
+        if not value or not value.strip():
+            raise NotFound("no customer holds that identifier",
+                           code="profiles.customer_not_found")
+        return await reads.read_profile_by_hash(self.k, self.k.vault.blind_index(kind, value))
 
     async def _traits(self, conn: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
         rows = (await conn.execute(sa.select(traits).where(traits.c.customer_id.in_(ids)))).all()

@@ -23,6 +23,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from kunde.core.events import Event
+from kunde.store.quick import QuickReads
 from kunde.store.signal import Signal
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class Database:
                 connect_args={"timeout": timeout, "command_timeout": max(timeout * 6, 30)},
             )
             self.reader = self.writer
+        self.quick = QuickReads(self.url, self.writer.dialect, timeout=timeout,
+                                fallback=self.read)
 
     # -- engines -----------------------------------------------------------
     def _ensure_sqlite_dir(self) -> None:
@@ -150,6 +153,7 @@ class Database:
             yield conn
 
     async def dispose(self) -> None:
+        await self.quick.close()
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
