@@ -58,7 +58,9 @@ async def test_purge_respects_periods_and_holds(kernel: Kernel) -> None:
     await _old_event(kernel, fresh, 10)
     await _old_event(kernel, old, 500, type_="commerce.order_placed")  # not a raw event
     purger = Purger()
-    feats: Sequence[Feature] = [purger.feature("commerce"), purger.feature("service")]
+    from kunde.ingest.feature import FEATURE as ingest
+
+    feats: Sequence[Feature] = [ingest, purger.feature("commerce"), purger.feature("service")]
     svc = RetentionService(kernel, feats)
     await svc.place_hold("raw_events", held, "litigation 2026-17", "staff:legal")
     report = await svc.run()
@@ -94,7 +96,7 @@ async def test_audit_purge_leaves_a_verifiable_chain(kernel: Kernel) -> None:
 
 def test_defaults_have_a_legal_basis_and_can_be_overridden() -> None:
     defaults = {p.data_class: p for p in policies(load_settings(environ={}))}
-    assert defaults["orders_invoices"].days == 3650
+    assert defaults["orders_invoices"].days == 3653  # ten years, leap days included
     assert all(p.legal_basis for p in defaults.values())
     assert [p.days for p in policies()] == [p.days for p in defaults.values()]
     changed = {p.data_class: p for p in policies(load_settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kunde.features import Feature
@@ -34,6 +35,22 @@ async def erase(kernel: Kernel, uow: UnitOfWork, customer_ids: Sequence[str]) ->
     return {}
 
 
+async def purge(kernel: Kernel, uow: UnitOfWork, data_class: str, cutoff: datetime,
+                held: frozenset[str]) -> int:
+    """Retention of ``raw_events``: the ``ingest.*`` entries of the event log received before
+    ``cutoff``, except those about customers under a legal hold."""
+    if data_class != "raw_events":
+        return 0
+    import sqlalchemy as sa
+
+    from kunde.store.tables import events
+
+    q = events.delete().where(events.c.type.startswith("ingest."), events.c.received_at < cutoff)
+    if held:
+        q = q.where(sa.or_(events.c.subject_id.is_(None), events.c.subject_id.not_in(sorted(held))))
+    return int((await uow.execute(q)).rowcount)
+
+
 def register_cli(app: Any) -> None:
     from kunde.ingest.cli import register
 
@@ -41,4 +58,4 @@ def register_cli(app: Any) -> None:
 
 
 FEATURE = Feature(name="ingest", routes=ROUTES, jobs=jobs, export=export, erase=erase,
-                  cli=register_cli)
+                  cli=register_cli, purge=purge)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from kunde.features import Feature, NavItem
@@ -31,6 +31,13 @@ async def erase(kernel: Kernel, uow: UnitOfWork, customer_ids: Sequence[str]
     return await kernel.service(MessagingService).erase(uow, customer_ids)
 
 
+async def purge(kernel: Kernel, uow: UnitOfWork, data_class: str, cutoff: datetime,
+                held: frozenset[str]) -> int:
+    if data_class != "message_archive":
+        return 0
+    return await kernel.service(MessagingService).purge(uow, cutoff, held)
+
+
 FEATURE = Feature(
     name="messaging",
     routes=ROUTES,
@@ -40,4 +47,5 @@ FEATURE = Feature(
     permissions=("messaging:read", "messaging:send", "messaging:admin"),
     export=export,
     erase=erase,
+    purge=purge,
 )

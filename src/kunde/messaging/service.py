@@ -368,6 +368,15 @@ class MessagingService:
             messages.c.customer_id.in_(list(customer_ids))))
         return {"messages": int(result.rowcount)}
 
+    async def purge(self, uow: UnitOfWork, cutoff: datetime, held: frozenset[str]) -> int:
+        """Retention of the archive: sent or failed messages created before ``cutoff``,
+        except those to customers under a legal hold (queued ones are still the outbox)."""
+        q = messages.delete().where(messages.c.created_at < cutoff,
+                                    messages.c.status.in_(("sent", "failed")))
+        if held:
+            q = q.where(messages.c.customer_id.not_in(sorted(held)))
+        return int((await uow.execute(q)).rowcount)
+
 
 def _timezone(profile: dict[str, Any]) -> str | None:
     """The customer's IANA time zone from their traits, if known and valid."""

@@ -1,11 +1,11 @@
 """Retention: how long each class of data is kept, legal holds, and the purge job.
 
-Privacy purges what it owns (raw ingest events in the event log, the audit log, expired
-export bundles); every other class is purged by its owning feature's ``Feature.purge``
-hook, called with the cutoff and the customer ids under a legal hold. A hold on a whole
-class (no customer) suspends its purge. Every run is stored with a report of what was
-purged, what was held and which classes have no purger yet. Defaults and their legal
-basis: docs/privacy.md.
+Privacy purges what it owns (the audit log); every other class (raw ingest events,
+the message archive, cases, orders and invoices) is purged by its owning feature's
+``Feature.purge`` hook, called with the cutoff and the customer ids under a legal
+hold. A hold on a whole class (no customer) suspends its purge. Every run is stored
+with a report of what was purged, what was held and which classes have no purger yet.
+Defaults and their legal basis: docs/privacy.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from kunde.features import Feature, all_features
 from kunde.privacy.audit import AuditService
 from kunde.privacy.tables import audit_checkpoints, audit_log, legal_holds, retention_runs
 from kunde.store.database import UnitOfWork
-from kunde.store.tables import events
 
 if TYPE_CHECKING:
     from kunde.kernel import Kernel
@@ -39,16 +38,16 @@ class RetentionPolicy:
 
 
 DEFAULT_POLICIES: tuple[RetentionPolicy, ...] = (
-    RetentionPolicy("raw_events", 395, "privacy",
+    RetentionPolicy("raw_events", 395, "ingest",
                     "Art. 5(1)(e) GDPR storage limitation; 13 months for analytics data "
                     "(EDPB/CNIL practice)", "ingest.* entries of the event log"),
     RetentionPolicy("message_archive", 730, "messaging",
                     "Art. 6(1)(f) GDPR: proof of what was sent; 2 years", "sent messages"),
     RetentionPolicy("cases", 1095, "service",
                     "§195 BGB regular limitation period (3 years)", "service cases"),
-    RetentionPolicy("orders_invoices", 3650, "commerce",
-                    "§257 HGB, §147 AO: 10 years for accounting records (pseudonymised "
-                    "after erasure)", "orders, invoices, refunds"),
+    RetentionPolicy("orders_invoices", 3653, "commerce",
+                    "§257 HGB, §147 AO: 10 years (3,653 days) for accounting records "
+                    "(pseudonymised after erasure)", "orders, invoices, refunds"),
     RetentionPolicy("audit", 1095, "privacy",
                     "Art. 5(2) GDPR accountability; §195 BGB limitation period (3 years)",
                     "audit log entries"),
@@ -144,15 +143,8 @@ class RetentionService:
     async def _purge(self, uow: UnitOfWork, policy: RetentionPolicy,
                      by_feature: dict[str, Feature], cutoff: datetime,
                      held: frozenset[str]) -> dict[str, Any]:
-        if policy.data_class == "raw_events":
-            q = events.delete().where(events.c.type.startswith("ingest."),
-                                      events.c.received_at < cutoff)
-            if held:
-                q = q.where(sa.or_(events.c.subject_id.is_(None),
-                                   events.c.subject_id.not_in(sorted(held))))
-            return {"status": "purged", "purged": int((await uow.execute(q)).rowcount)}
         if policy.data_class == "audit":
-            return {"status": "purged", "purged": await purge_audit(uow, cutoff)}
+            return {"status": "purged", "purged": await purge_audit(uow, cutoff, held)}
         owner = by_feature.get(policy.owner)
         if owner is None or owner.purge is None:
             return {"status": f"no purger yet: the {policy.owner} feature has no purge hook",
@@ -167,11 +159,19 @@ class RetentionService:
             return [dict(r._mapping) for r in rows]
 
 
-async def purge_audit(uow: UnitOfWork, cutoff: datetime) -> int:
-    """Drop entries older than ``cutoff``, leaving a checkpoint so the chain still verifies."""
-    last = (await uow.execute(
-        sa.select(audit_log.c.seq, audit_log.c.hash).where(audit_log.c.at < cutoff)
-        .order_by(audit_log.c.seq.desc()).limit(1))).first()
+async def purge_audit(uow: UnitOfWork, cutoff: datetime,
+                      held: frozenset[str] = frozenset()) -> int:
+    """Drop entries older than ``cutoff``, leaving a checkpoint so the chain still verifies.
+
+    The chain can only lose a prefix, so an old entry about a customer under a legal hold
+    stops the purge just before it (it and everything after it stay)."""
+    q = sa.select(audit_log.c.seq, audit_log.c.hash).where(audit_log.c.at < cutoff)
+    if held:
+        first_held = (await uow.execute(sa.select(sa.func.min(audit_log.c.seq)).where(
+            audit_log.c.at < cutoff, audit_log.c.subject_id.in_(sorted(held))))).scalar()
+        if first_held is not None:
+            q = q.where(audit_log.c.seq < first_held)
+    last = (await uow.execute(q.order_by(audit_log.c.seq.desc()).limit(1))).first()
     if last is None:
         return 0
     await uow.execute(audit_checkpoints.insert().values(seq=last.seq, hash=last.hash,

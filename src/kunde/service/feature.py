@@ -23,5 +23,6 @@ FEATURE = Feature(
     permissions=("service:read", "service:cases", "service:write", "service:macros"),
     export=privacy.export,
     erase=privacy.erase,
+    purge=privacy.purge,
     cli=cli.register,
 )

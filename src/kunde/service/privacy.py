@@ -7,6 +7,7 @@ keep their counts without a way back to the person (the vault shreds the key as 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +15,12 @@ import sqlalchemy as sa
 from kunde.core.ids import derived_id
 from kunde.kernel import Kernel
 from kunde.service.service import CaseService
-from kunde.service.tables import service_cases, service_feedback, service_messages
+from kunde.service.tables import (
+    service_activity,
+    service_cases,
+    service_feedback,
+    service_messages,
+)
 from kunde.store.database import UnitOfWork
 
 
@@ -63,3 +69,25 @@ async def erase(kernel: Kernel, uow: UnitOfWork, customer_ids: Sequence[str]) ->
                 customer_id=derived_id("service.erased", cid), comment_enc=None))).rowcount
     return {"service_cases_pseudonymised": len(case_ids), "service_messages_deleted": messages,
             "service_feedback_pseudonymised": feedback}
+
+
+async def purge(kernel: Kernel, uow: UnitOfWork, data_class: str, cutoff: datetime,
+                held: frozenset[str]) -> int:
+    """Retention of ``cases``: solved or closed cases untouched since ``cutoff`` go with their
+    messages and activity, except cases of customers under a legal hold; returns cases."""
+    if data_class != "cases":
+        return 0
+    q = sa.select(service_cases.c.id).where(service_cases.c.updated_at < cutoff,
+                                             service_cases.c.status.in_(("solved", "closed")))
+    if held:
+        q = q.where(sa.or_(service_cases.c.customer_id.is_(None),
+                           service_cases.c.customer_id.not_in(sorted(held))))
+    purged = 0
+    while case_ids := [str(r.id) for r in await uow.execute(q.limit(500))]:
+        for table in (service_messages, service_activity):
+            await uow.execute(table.delete().where(table.c.case_id.in_(case_ids)))
+        await uow.execute(service_feedback.update().where(
+            service_feedback.c.case_id.in_(case_ids)).values(case_id=None))
+        purged += int((await uow.execute(service_cases.delete().where(
+            service_cases.c.id.in_(case_ids)))).rowcount)
+    return purged
