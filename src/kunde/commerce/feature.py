@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 def jobs(kernel: Kernel) -> Sequence[PeriodicJob]:
     from kunde.commerce.service_carts import CartService
 
-    return [kernel.service(CartService).sweep_job(), purge_job(kernel),
-            privacy.retention_job(kernel)]
+    return [kernel.service(CartService).sweep_job(), purge_job(kernel)]
 
 
 FEATURE = Feature(
@@ -33,6 +32,7 @@ FEATURE = Feature(
     demo=demo.load,
     export=privacy.export,
     erase=privacy.erase,
+    purge=privacy.purge,
     cli=cli.register,
     permissions=("commerce:read", "commerce:write"),
 )

@@ -4,20 +4,21 @@ Orders and their payments and refunds are accounting records: German law (HGB §
 AO §147) requires keeping them ten years. Erasure therefore *pseudonymises* them —
 the delivery address is dropped (and was sealed under the customer's key, which
 privacy shreds), the order keeps only the customer's random id, which nothing links
-to a person any more — and sets ``delete_after``; the retention job deletes them
-then. Carts and unused vouchers are deleted at once.
+to a person any more — and sets ``delete_after``; privacy's retention job deletes
+orders through `purge` once the ``orders_invoices`` period has passed (legal holds
+respected, counted in its report). Carts and unused vouchers are deleted at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from kunde.commerce.service_carts import CartService
-from kunde.commerce.service_orders import RETENTION, OrderService
+from kunde.commerce.service_orders import OrderService
 from kunde.commerce.tables import (
     cart_lines,
     carts,
@@ -29,7 +30,6 @@ from kunde.commerce.tables import (
     vouchers,
 )
 from kunde.store.database import UnitOfWork
-from kunde.store.jobs import PeriodicJob
 
 if TYPE_CHECKING:
     from kunde.kernel import Kernel
@@ -62,11 +62,12 @@ async def erase(kernel: Kernel, uow: UnitOfWork, customer_ids: Sequence[str]
                 ) -> dict[str, int]:
     ids = list(customer_ids)
     now = kernel.clock.now()
+    keep = timedelta(days=kernel.settings.retention_orders_invoices_days)
     rows = (await uow.execute(sa.select(orders.c.id, orders.c.placed_at).where(
         orders.c.customer_id.in_(ids), orders.c.pseudonymised_at.is_(None)))).all()
     for r in rows:
         await uow.execute(orders.update().where(orders.c.id == r.id).values(
-            address_enc=None, pseudonymised_at=now, delete_after=r.placed_at + RETENTION))
+            address_enc=None, pseudonymised_at=now, delete_after=r.placed_at + keep))
     cart_ids = (await uow.execute(sa.select(carts.c.id).where(
         carts.c.customer_id.in_(ids)))).scalars().all()
     carts_svc = kernel.service(CartService)
@@ -80,20 +81,20 @@ async def erase(kernel: Kernel, uow: UnitOfWork, customer_ids: Sequence[str]
             "vouchers_deleted": int(gone.rowcount)}
 
 
-async def purge_expired_orders(kernel: Kernel) -> int:
-    """Delete pseudonymised orders whose legal retention ended."""
-    async with kernel.db.transaction() as uow:
-        ids = (await uow.execute(sa.select(orders.c.id).where(
-            orders.c.delete_after < kernel.clock.now()).limit(1000))).scalars().all()
-        if ids:
-            for table in (order_lines, order_history, payments, refunds):
-                await uow.execute(table.delete().where(table.c.order_id.in_(list(ids))))
-            await uow.execute(orders.delete().where(orders.c.id.in_(list(ids))))
-    return len(ids)
-
-
-def retention_job(kernel: Kernel) -> PeriodicJob:
-    async def run() -> str:
-        return f"deleted {await purge_expired_orders(kernel)} orders past retention"
-
-    return PeriodicJob(name="commerce.order_retention", every=timedelta(days=1), run=run)
+async def purge(kernel: Kernel, uow: UnitOfWork, data_class: str, cutoff: datetime,
+                held: frozenset[str]) -> int:
+    """Retention of ``orders_invoices`` (privacy's policy, ten years by default): orders
+    placed before ``cutoff`` go with their lines, history, payments and refunds, except
+    orders of customers under a legal hold. Returns orders deleted."""
+    if data_class != "orders_invoices":
+        return 0
+    q = sa.select(orders.c.id).where(orders.c.placed_at < cutoff)
+    if held:
+        q = q.where(sa.or_(orders.c.customer_id.is_(None),
+                           orders.c.customer_id.not_in(sorted(held))))
+    purged = 0
+    while ids := [str(i) for i in (await uow.execute(q.limit(500))).scalars().all()]:
+        for table in (order_lines, order_history, payments, refunds):
+            await uow.execute(table.delete().where(table.c.order_id.in_(ids)))
+        purged += int((await uow.execute(orders.delete().where(orders.c.id.in_(ids)))).rowcount)
+    return purged
