@@ -18,6 +18,7 @@ from kunde.core.ids import derived_id, new_id
 from kunde.loyalty import ledger
 from kunde.loyalty.errors import NotEligible, OutOfStock, UnknownReward
 from kunde.loyalty.models import Programme, Quest, Reward
+from kunde.loyalty.read import ranked_rewards
 from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.tables import (
     member_segments,
@@ -173,7 +174,8 @@ class RewardService:
             segs = await self._segments(conn, customer_id)
         tier = row.tier if row else None
         out = []
-        for r in self.taste.rank_rewards(history, list(prog.rewards)):
+        for r in await ranked_rewards(self.kernel, self.taste, customer_id, history,
+                                      list(prog.rewards)):
             left = stock.get(r.id, r.stock)
             out.append({"id": r.id, "name": r.name, "kind": r.kind, "cost": r.cost,
                         "value": r.value, "currency": r.currency, "description": r.description,
