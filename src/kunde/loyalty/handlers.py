@@ -10,6 +10,7 @@ from kunde.core.events import Event
 from kunde.loyalty.models import KNOWN_EVENTS
 from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.service_earn import EarnEngine
+from kunde.loyalty.service_merge import MERGE_EVENTS
 from kunde.loyalty.service_tiers import TierReviews
 from kunde.loyalty.webhooks import LoyaltyWebhooks, consumer
 from kunde.store.consumers import Consumer
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 
 # Purchases come only from commerce events (never interaction order_completed), so an
 # external order recorded by commerce is counted once.
-CONSUMED = frozenset(KNOWN_EVENTS | {"fulfilment.goodwill_granted", "segments.entered",
-                                     "segments.left"}) - {
+CONSUMED = frozenset(KNOWN_EVENTS | MERGE_EVENTS | {"fulfilment.goodwill_granted",
+                                                    "segments.entered", "segments.left"}) - {
     "loyalty.reward_redeemed", "loyalty.quest_completed"}
 
 

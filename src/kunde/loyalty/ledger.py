@@ -31,7 +31,8 @@ from kunde.loyalty.tables import accounts, entries, lots, transactions
 from kunde.store.database import UnitOfWork
 from kunde.store.sql import insert_ignore
 
-SYSTEM_ACCOUNTS = ("s:issued", "s:redeemed", "s:expired", "s:reversed", "s:goodwill")
+SYSTEM_ACCOUNTS = ("s:issued", "s:redeemed", "s:expired", "s:reversed", "s:goodwill",
+                   "s:transfer")
 
 
 def member_account(customer_id: str, bucket: str = "available") -> str:
@@ -291,6 +292,44 @@ async def expire_lot(uow: UnitOfWork, lot_id: str, now: datetime) -> Posted | No
     if posted is not None:
         await uow.execute(lots.update().where(lots.c.id == lot_id).values(remaining=0))
     return posted
+
+
+async def transfer_member(
+    uow: UnitOfWork, *, loser: str, survivor: str, cause_id: str, reason: str, now: datetime,
+) -> tuple[Posted, Posted] | None:
+    """Move everything a member holds — available and pending points with their lots —
+    to another member, exactly once per ``cause_id`` (e.g. the merge event's id).
+
+    Two transactions through the clearing account ``s:transfer``: ``merge_out`` debits
+    the loser, ``merge_in`` credits the survivor, so each member's history shows its
+    side and ``s:transfer`` is back at zero when they commit together. The lots move
+    with their dates, so FIFO order, the return window and expiry are unchanged.
+    None when this cause was already transferred.
+    """
+    if loser == survivor:
+        return None
+    for cid in sorted((loser, survivor)):  # one lock order: no deadlock between merges
+        await lock_member(uow, cid)
+    bal = await balances(uow, loser)
+    avail, pend = bal["available"], bal["pending"]
+    out = await post(
+        uow, kind="merge_out", customer_id=loser, cause_id=cause_id, rule=survivor,
+        reason=reason, legs=[(member_account(loser), -avail),
+                             (member_account(loser, "pending"), -pend),
+                             ("s:transfer", avail + pend)],
+        now=now, ref=survivor, points=-avail)
+    if out is None:
+        return None
+    into = await post(
+        uow, kind="merge_in", customer_id=survivor, cause_id=cause_id, rule=loser,
+        reason=reason, legs=[("s:transfer", -(avail + pend)),
+                             (member_account(survivor), avail),
+                             (member_account(survivor, "pending"), pend)],
+        now=now, ref=loser, points=avail)
+    assert into is not None  # same cause, other kind: inserted with merge_out or not at all
+    await uow.execute(lots.update().where(lots.c.customer_id == loser)
+                      .values(customer_id=survivor))
+    return out, into
 
 
 async def due_lots(uow: UnitOfWork, now: datetime, limit: int = 500) -> dict[str, list[str]]:

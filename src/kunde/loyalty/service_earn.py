@@ -18,6 +18,7 @@ from kunde.loyalty import ledger
 from kunde.loyalty.models import Cap, Programme
 from kunde.loyalty.rules import CompiledProgramme, Earn, EventView, window_key
 from kunde.loyalty.service import LoyaltyService
+from kunde.loyalty.service_merge import MERGE_EVENTS, MemberMerges, live_id
 from kunde.loyalty.service_quests import QuestEngine
 from kunde.loyalty.tables import (
     lots,
@@ -48,6 +49,7 @@ class EarnEngine:
         self.kernel = kernel
         self.svc = kernel.service(LoyaltyService)
         self.quests = QuestEngine(kernel)
+        self.merges = MemberMerges(kernel)
         self._compiled: tuple[Programme, CompiledProgramme] | None = None
 
     async def compiled(self) -> CompiledProgramme:
@@ -65,15 +67,19 @@ class EarnEngine:
             return  # purchases count only from commerce events (no double counting)
         cp = await self.compiled()
         now = self.kernel.clock.now()
+        if event.type in MERGE_EVENTS:
+            await self._merge(uow, event, now)
+            return
+        if event.type in ("segments.entered", "segments.left"):
+            await self._segment(uow, cid, event)  # per record: a merged one is left anyway
+            return
+        cid = await live_id(uow, cid)  # a merged record's late events count for its survivor
         if event.type == "fulfilment.goodwill_granted":
             p = event.payload
-            target = str(p.get("customer_id") or cid)
+            target = await live_id(uow, str(p.get("customer_id") or cid))
             await self.svc.grant_goodwill(uow, target, int(p.get("points", 0)),
                                           str(p.get("reason", "goodwill")),
                                           str(p.get("cause_id") or event.id))
-            return
-        if event.type in ("segments.entered", "segments.left"):
-            await self._segment(uow, cid, event)
             return
         if event.type == "commerce.order_placed":
             await self._record_order(uow, cid, event.payload)
@@ -95,6 +101,14 @@ class EarnEngine:
         await self.quests.progress(uow, cid, event, view, cp, now)
         if earned or event.type == "commerce.order_paid":  # only then can a tier be reached
             await self.review_tier(uow, cid, now)
+
+    async def _merge(self, uow: UnitOfWork, event: Event, now: datetime) -> None:
+        if event.type == "profiles.customers_unmerged":
+            await self.merges.unmerge(uow, event)
+            return
+        survivor = await self.merges.merge(uow, event)
+        if survivor is not None:  # combined history may reach a higher tier
+            await self.review_tier(uow, survivor, now)
 
     # -- awarding ----------------------------------------------------------------
     async def award(self, uow: UnitOfWork, cid: str, event: Event, earn: Earn,
@@ -225,19 +239,22 @@ class EarnEngine:
         if order is None or paid <= 0:
             return
         refunded = min(int(order.refunded_minor), paid)
+        # The order's award lots, whoever holds them now (a merge moves lots to the survivor).
         award_lots = (await uow.execute(sa.select(lots).where(
-            lots.c.ref == oid, lots.c.customer_id == cid).order_by(lots.c.id))).all()
+            lots.c.ref == oid, lots.c.customer_id.in_({cid, order.customer_id}),
+        ).order_by(lots.c.id))).all()
         for lot in award_lots:
             target = int(lot.points) * refunded // paid
             delta = target - int(lot.reversed)
             posted = await ledger.reverse_lot(
-                uow, customer_id=cid, lot_id=lot.id, points=delta, cause_id=refund_id,
+                uow, customer_id=lot.customer_id, lot_id=lot.id, points=delta,
+                cause_id=refund_id,
                 reason=f"refund of order {oid}: {refunded}/{paid} returned", now=now, ref=oid)
             if posted is not None and posted.points:
                 uow.emit(Event.new("loyalty.points_reversed", {
                     "entry_id": posted.txn_id, "points": posted.points, "order_id": oid,
                     "refund_id": refund_id, "lot_id": lot.id,
-                }, subject_id=cid, source="loyalty"))
+                }, subject_id=lot.customer_id, source="loyalty"))
 
     # -- welcome -----------------------------------------------------------------
     async def welcome(self, uow: UnitOfWork, cid: str, event: Event, now: datetime) -> None:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from kunde.core.events import Event
 from kunde.loyalty.models import Programme
 from kunde.loyalty.service import LoyaltyService
+from kunde.loyalty.service_merge import merged_history
 from kunde.loyalty.tables import members, purchases, transactions
 from kunde.store.database import UnitOfWork
 
@@ -27,10 +28,20 @@ EARNING_KINDS = ("award", "quest")
 
 
 async def qualifying_metrics(conn: Any, cid: str, since: datetime) -> dict[str, int]:
-    pts = (await conn.execute(sa.select(sa.func.coalesce(sa.func.sum(transactions.c.points), 0))
-                              .where(transactions.c.customer_id == cid,
-                                     transactions.c.kind.in_(EARNING_KINDS),
-                                     transactions.c.created_at >= since))).scalar_one()
+    """Points earned, spend net of refunds and paid orders since ``since``; a member's
+    earning history includes that of records merged into them (until an unmerge)."""
+    earned_by = sa.and_(transactions.c.customer_id == cid,
+                        transactions.c.kind.in_(EARNING_KINDS),
+                        transactions.c.created_at >= since)
+    pts = int((await conn.execute(sa.select(sa.func.coalesce(sa.func.sum(
+        transactions.c.points), 0)).where(earned_by))).scalar_one())
+    for merged_id, undone_at in await merged_history(conn, cid):
+        cond = [transactions.c.customer_id == merged_id, transactions.c.kind.in_(EARNING_KINDS),
+                transactions.c.created_at >= since]
+        if undone_at is not None:
+            cond.append(transactions.c.created_at < undone_at)
+        pts += int((await conn.execute(sa.select(sa.func.coalesce(sa.func.sum(
+            transactions.c.points), 0)).where(*cond))).scalar_one())
     spend, orders = (await conn.execute(
         sa.select(sa.func.coalesce(sa.func.sum(purchases.c.paid_minor
                                                - purchases.c.refunded_minor), 0),

@@ -247,3 +247,30 @@ webhook_deliveries = sa.Table(
     sa.Column("last_error", sa.String(500)),
     sa.Index("ix_loyalty_webhook_deliveries_due", "status", "next_attempt_at"),
 )
+
+merges = sa.Table(
+    "loyalty_merges",
+    metadata,
+    # A member merged into another by the identity graph: later events of merged_id count
+    # for survivor_id (flattened: always the live survivor, one hop). Kept on unmerge with
+    # undone_at set, so the restored customer earns for themselves again.
+    sa.Column("merged_id", sa.String(36), primary_key=True),
+    sa.Column("survivor_id", sa.String(36), nullable=False, index=True),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("merged_at", UtcDateTime, nullable=False),
+    sa.Column("undone_at", UtcDateTime),
+)
+
+season_results = sa.Table(
+    "loyalty_season_results",
+    metadata,
+    # A member's final standing in a finished season, written once by the season-end job.
+    sa.Column("customer_id", sa.String(36), primary_key=True),
+    sa.Column("season_id", sa.String(64), primary_key=True),
+    sa.Column("xp", sa.BigInteger, nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("points", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", UtcDateTime, nullable=False),
+    sa.Index("ix_loyalty_season_results_season_rank", "season_id", "rank"),
+)

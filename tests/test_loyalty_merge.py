@@ -1,0 +1,205 @@
+"""A member follows their customer through identity-graph merges (and stays on unmerge)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from kunde.core.events import Event
+from kunde.kernel import Kernel
+from kunde.loyalty.service import LoyaltyService
+from kunde.loyalty.service_members import MemberViews
+from kunde.loyalty.service_teams import TeamService
+from kunde.loyalty.tables import accounts, entries, lots, team_members, teams, transactions
+from kunde.profiles.service import ProfileService
+from kunde.store.tables import events as event_log
+from test_loyalty_engine import drain, emit, order, setup_programme, summary
+from test_loyalty_ledger import check_invariants
+
+
+async def two_customers(kernel: Kernel) -> tuple[str, str]:
+    """Two customer records; the first (older) one survives a merge."""
+    profiles = kernel.service(ProfileService)
+    a = await profiles.ensure_customer({"email": "ann@example.com"}, "web")
+    b = await profiles.ensure_customer({"email": "ann.work@example.com"}, "app")
+    assert a < b
+    return a, b
+
+
+async def staff_merge(kernel: Kernel, a: str, b: str) -> str:
+    async with kernel.db.transaction() as uow:
+        survivor, refusal = await kernel.service(ProfileService).graph.merge(
+            uow, a, b, kind="staff", reason="same person", actor="staff:test", event_id=None,
+            now=kernel.clock.now(), force=True)
+    assert refusal is None
+    return survivor
+
+
+async def merge_event(kernel: Kernel, survivor: str) -> Event:
+    async with kernel.db.read() as conn:
+        rows = (await conn.execute(sa.select(event_log).where(
+            event_log.c.type == "profiles.customers_merged",
+            event_log.c.subject_id == survivor))).all()
+        decoded = await kernel.log.decode(conn, rows)
+    return decoded[-1]
+
+
+async def kinds(kernel: Kernel, cid: str) -> list[tuple[str, int]]:
+    return [(h["kind"], h["points"]) for h in
+            await kernel.service(LoyaltyService).history(cid, 100)]
+
+
+async def test_merge_moves_points_lots_tier_and_progress_once(kernel: Kernel) -> None:
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    await drain(kernel)  # welcome rewards: 50 each
+    await order(kernel, b, 50_000, ["shoes", "bags"])  # 500 pending: b reaches silver
+    await order(kernel, a, 10_000, ["hats"])           # 100 pending for a
+    await emit(kernel, b, "interaction.recorded", {"kind": "product_reviewed", "sku": "S1"})
+    await drain(kernel)
+    async with kernel.db.transaction() as uow:
+        await kernel.service(LoyaltyService).grant_goodwill(uow, b, 600, "sorry", "case-9")
+    before_a, before_b = await summary(kernel, a), await summary(kernel, b)
+    assert (before_b["tier"], before_a["tier"]) == ("silver", "bronze")
+    assert before_b["balance"] > 600 and before_b["pending"] == 500
+    survivor = await staff_merge(kernel, a, b)
+    assert survivor == a
+    await drain(kernel)
+
+    sa_, sb = await summary(kernel, a), await summary(kernel, b)
+    assert sa_["balance"] == before_a["balance"] + before_b["balance"]
+    assert sa_["pending"] == before_a["pending"] + before_b["pending"] == 600
+    assert (sb["balance"], sb["pending"], sb["member"]) == (0, 0, False)
+    assert sa_["tier"] == "silver"  # the higher tier of the two
+    assert ("merge_in", before_b["balance"]) in await kinds(kernel, a)
+    assert ("merge_out", -before_b["balance"]) in await kinds(kernel, b)
+    # Quest progress follows: the categories bought on both records count together.
+    quests = {q["id"]: q for q in await kernel.service(MemberViews).quests(a)}
+    assert quests["three_categories"]["steps"][0]["done"] == 3
+    # Tier progress counts the merged record's earning history.
+    ov = await kernel.service(MemberViews).overview(a)
+    assert ov["tier_progress"]["metrics"]["points"] >= 500 + 100
+    assert ov["tier_progress"]["metrics"]["orders"] == 2
+    await check_invariants(kernel, a)
+    await check_invariants(kernel, b)
+
+    # A redelivered merge event moves nothing twice.
+    ev = await merge_event(kernel, a)
+    from kunde.loyalty.service_earn import EarnEngine
+    async with kernel.db.transaction() as uow:
+        await kernel.service(EarnEngine).handle(uow, ev)
+    assert await summary(kernel, a) == sa_
+    async with kernel.db.read() as conn:
+        n = (await conn.execute(sa.select(sa.func.count()).select_from(transactions).where(
+            transactions.c.kind == "merge_in"))).scalar()
+        transfer = (await conn.execute(sa.select(sa.func.coalesce(sa.func.sum(
+            entries.c.amount), 0)).where(entries.c.account == "s:transfer"))).scalar()
+    assert n == 1 and transfer == 0
+
+    # Lots kept their dates: b's pending points are released on b's schedule, to a.
+    kernel.clock.advance(timedelta(days=15))
+    await kernel.service(LoyaltyService).run_due()
+    released = await summary(kernel, a)
+    assert (released["balance"], released["pending"]) == (sa_["balance"] + 600, 0)
+    await check_invariants(kernel, a)
+
+    # Late events of the merged record count for the survivor (silver: 20 x 1.25, plus
+    # today's review quest).
+    await emit(kernel, b, "interaction.recorded", {"kind": "product_reviewed", "sku": "S2"})
+    await drain(kernel)
+    assert (await summary(kernel, a))["balance"] == released["balance"] + 25 + 10
+    assert (await summary(kernel, b))["member"] is False
+
+async def test_refund_after_merge_claws_back_from_the_survivor(kernel: Kernel) -> None:
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    oid = await order(kernel, b, 20_000, ["shoes"])
+    await drain(kernel)
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    assert (await summary(kernel, a))["pending"] == 200
+    await emit(kernel, b, "commerce.refund_issued", {
+        "order_id": oid, "refund_id": "r-1", "amount_minor": 10_000, "currency": "EUR"})
+    await drain(kernel)
+    assert (await summary(kernel, a))["pending"] == 100
+    await check_invariants(kernel, a)
+    await check_invariants(kernel, b)
+
+
+async def test_team_membership_follows_the_merge(kernel: Kernel) -> None:
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    teams_svc = kernel.service(TeamService)
+    team = await teams_svc.create(b, "Night Owls")
+    await order(kernel, b, 5_000, ["shoes"])  # a team mark for b
+    await drain(kernel)
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    mine = await teams_svc.team_of(a)
+    assert mine is not None and mine["id"] == team["id"]
+    assert mine["members"] == [a] and mine["owner_id"] == a and mine["size"] == 1
+    assert mine["quests"][0]["contributions"] == {a: 1}
+    assert await teams_svc.team_of(b) is None
+
+
+async def test_merge_when_both_are_in_one_team_frees_a_seat(kernel: Kernel) -> None:
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    teams_svc = kernel.service(TeamService)
+    team = await teams_svc.create(a, "Early Birds")
+    await teams_svc.join(b, team["invite_code"])
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    async with kernel.db.read() as conn:
+        size = (await conn.execute(sa.select(teams.c.size).where(
+            teams.c.id == team["id"]))).scalar()
+        seats = (await conn.execute(sa.select(team_members.c.customer_id).where(
+            team_members.c.team_id == team["id"]))).scalars().all()
+    assert size == 1 and list(seats) == [a]
+
+
+async def test_unmerge_leaves_points_with_the_survivor(kernel: Kernel) -> None:
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    await drain(kernel)
+    await order(kernel, b, 30_000, ["shoes"])
+    await drain(kernel)
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    merged = await summary(kernel, a)
+    async with kernel.db.transaction() as uow:
+        survivor, restored = await kernel.service(ProfileService).graph.unmerge(
+            uow, b, actor="staff:test", reason="two people", now=kernel.clock.now())
+    assert (survivor, restored) == (a, b)
+    await drain(kernel)
+    after = await summary(kernel, a)
+    assert (after["balance"], after["pending"]) == (merged["balance"], merged["pending"])
+    assert ("unmerge", 0) in await kinds(kernel, a)
+    # The restored customer starts afresh and earns for themselves again.
+    await emit(kernel, b, "interaction.recorded", {"kind": "product_reviewed", "sku": "S3"})
+    await drain(kernel)
+    sb = await summary(kernel, b)
+    assert (sb["balance"], sb["member"]) == (20 + 10, True)  # review + today's review quest
+    assert (await summary(kernel, a))["balance"] == merged["balance"]
+    await check_invariants(kernel, a)
+    await check_invariants(kernel, b)
+
+
+async def test_transfer_is_one_balanced_pair_of_transactions(kernel: Kernel) -> None:
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    await drain(kernel)
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    async with kernel.db.read() as conn:
+        rows: list[Any] = list((await conn.execute(sa.select(
+            transactions.c.kind, transactions.c.customer_id, transactions.c.points).where(
+            transactions.c.kind.in_(("merge_in", "merge_out"))))).all())
+        left = (await conn.execute(sa.select(sa.func.count()).select_from(lots).where(
+            lots.c.customer_id == b))).scalar()
+        bal = dict((await conn.execute(sa.select(accounts.c.account, accounts.c.balance).where(
+            accounts.c.customer_id == b))).all())
+    assert sorted(rows) == [("merge_in", a, 50), ("merge_out", b, -50)]
+    assert left == 0 and set(bal.values()) == {0}
