@@ -1,7 +1,8 @@
 """The points ledger under random histories: balanced, exactly once, never negative, replayable.
 
 A Hypothesis state machine drives awards (pending and immediate), goodwill,
-refund clawbacks, redemptions, time passing (release and FIFO expiry) and
+refund clawbacks, redemptions, time passing (release and FIFO expiry), merges of
+other customer records into the member (points and lots transferred) and
 duplicate deliveries — sequential and concurrent — against the real database
 (SQLite and, with KUNDE_TEST_POSTGRES_URL, PostgreSQL), checking the ledger's
 invariants after every step.
@@ -80,6 +81,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.orders: list[str] = []
         self.done: list[Callable[[], Awaitable[Any]]] = []
         self.refunds = 0
+        self.others: list[str] = []
 
     def _run(self, aw: Awaitable[T]) -> T:
         return self.h.run(aw)
@@ -153,6 +155,45 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self._run(go()) is not None
             self.done.append(go)
 
+    @rule(points=st.integers(1, 400), pending=st.booleans(), spend=st.integers(0, 100))
+    def merge_in(self, points: int, pending: bool, spend: int) -> None:
+        """Another customer record with its own history is merged into this member."""
+        k, cid, clock = self.h.kernel, self.cid, self.h.clock
+        other = new_id()
+        order = new_id()
+
+        async def history() -> None:
+            now = clock.now()
+            async with k.db.transaction() as uow:
+                await ledger.credit(
+                    uow, kind="award", source="s:issued", customer_id=other, points=points,
+                    cause_id=f"{order}:paid", rule="purchase", reason=f"order {order}",
+                    now=now, available_at=now + timedelta(days=14) if pending else None,
+                    expires_at=now + timedelta(days=14 if pending else 0, weeks=20),
+                    ref=order)
+                await self.svc.grant_goodwill(uow, other, 100, "welcome", f"{other}:w")
+                if spend:
+                    await ledger.debit(uow, kind="redeem", sink="s:redeemed",
+                                       customer_id=other, points=spend, cause_id=new_id(),
+                                       reason="reward", now=now)
+        self._run(history())
+        self.others.append(other)
+        self.orders.append(order)
+        merge_event = new_id()
+
+        async def go() -> Any:
+            async with k.db.transaction() as uow:
+                return await ledger.transfer_member(
+                    uow, loser=other, survivor=cid, cause_id=merge_event,
+                    reason="merged", now=clock.now())
+        before = self._run(snapshot(k, cid))
+        assert self._run(go()) is not None
+        after = self._run(snapshot(k, cid))
+        gone = self._run(snapshot(k, other))
+        assert gone[0] == gone[1] == 0 and gone[3] is None
+        assert after[0] + after[1] == before[0] + before[1] + points + 100 - spend
+        self.done.append(go)
+
     @rule(days=st.sampled_from([1, 7, 15, 60, 200]))
     def time_passes(self, days: int) -> None:
         self.h.clock.advance(timedelta(days=days))
@@ -174,7 +215,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def ledger_holds(self) -> None:
-        self._run(check_invariants(self.h.kernel, self.cid))
+        for cid in (self.cid, *self.others):
+            self._run(check_invariants(self.h.kernel, cid))
 
 
 async def check_invariants(k: Kernel, cid: str) -> None:
