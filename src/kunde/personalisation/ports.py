@@ -8,6 +8,7 @@ testable) on its own.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -21,8 +22,9 @@ class ConsentPort(Protocol):
 
 
 class StockPort(Protocol):
-    async def unavailable(self, skus: list[str]) -> set[str]: ...
-
+    async def unavailable(self, skus: list[str] | None = None) -> set[str]:
+        """Unavailable SKUs among ``skus``, or every one known when ``skus`` is None."""
+        ...
 
 class MembershipPort(Protocol):
     async def segments(self, customer_id: str) -> list[str]: ...
@@ -70,29 +72,35 @@ class ProjectedStock:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
-    async def unavailable(self, skus: list[str]) -> set[str]:
+    async def unavailable(self, skus: list[str] | None = None) -> set[str]:
+        if skus is not None and not skus:
+            return set()
+        q = sa.select(items.c.sku).where(items.c.available.is_(False))
+        if skus is not None:
+            q = q.where(items.c.sku.in_(skus))
         async with self.kernel.db.read() as conn:
-            rows = await conn.execute(sa.select(items.c.sku).where(
-                items.c.available.is_(False), items.c.sku.in_(skus)))
-            return {r[0] for r in rows}
+            return {r[0] for r in await conn.execute(q)}
 
 
 class CatalogStock:
-    """Commerce's catalogue answers stock when it offers ``unavailable(skus)``."""
+    """Commerce's catalog (inactive variants, no free unit at any location) and the
+    projection: a product is unavailable when either says so."""
 
-    def __init__(self, service: Any) -> None:
-        self.service = service
+    def __init__(self, kernel: Kernel, read: Callable[..., Awaitable[set[str]]]) -> None:
+        self.kernel = kernel
+        self.read = read
+        self.projected = ProjectedStock(kernel)
 
-    async def unavailable(self, skus: list[str]) -> set[str]:
-        return set(await self.service.unavailable(skus))
+    async def unavailable(self, skus: list[str] | None = None) -> set[str]:
+        return await self.projected.unavailable(skus) | await self.read(self.kernel, skus)
 
 
 def stock_port(kernel: Kernel) -> StockPort:
-    svc = _service(kernel, "kunde.commerce.service", "CatalogService")
-    if svc is not None and hasattr(svc, "unavailable"):
-        return CatalogStock(svc)
-    return ProjectedStock(kernel)
-
+    try:
+        read = importlib.import_module("kunde.commerce.availability").unavailable
+    except (ImportError, AttributeError):
+        return ProjectedStock(kernel)
+    return CatalogStock(kernel, read)
 
 class ProjectedMembership:
     def __init__(self, kernel: Kernel) -> None:

@@ -28,7 +28,7 @@ from kunde.personalisation.models.data import Interactions, TrainingDataError, b
 from kunde.personalisation.models.recommend import History, ModelSet, recommend
 from kunde.personalisation.models.rules import Rules
 from kunde.personalisation.models.train import TrainConfig, train_all
-from kunde.personalisation.ports import ProjectedStock, consent_port, stock_port
+from kunde.personalisation.ports import consent_port, stock_port
 from kunde.personalisation.tables import (
     erased,
     interactions,
@@ -63,6 +63,8 @@ class RecommendationService:
         self._checked = 0.0
         self._items_cache: tuple[float, dict[str, float], frozenset[str]] = (
             -ITEM_RULES_SECONDS, {}, frozenset())
+        self._stock = stock_port(kernel)
+        self._rules_memo: tuple[ModelSet, dict[str, float], frozenset[str], Rules] | None = None
 
     # -- model lifecycle ----------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -190,24 +192,41 @@ class RecommendationService:
         return history, segment
 
     async def _item_rules(self) -> tuple[dict[str, float], frozenset[str]]:
-        """Boosts and unavailable products (catalogue-wide, not personal): cached briefly."""
+        """Boosts and unavailable products (catalogue-wide, not personal): cached briefly.
+
+        Unavailable means ``p13n_items.available`` is false or commerce's catalog cannot
+        sell it (inactive, no free unit). When that set changes, cached responses go."""
         at, boosts, gone = self._items_cache
         if time.monotonic() - at < ITEM_RULES_SECONDS:
             return boosts, gone
         async with self.kernel.db.read() as conn:
-            rows = (await conn.execute(sa.select(items.c.sku, items.c.boost, items.c.available)
-                                       .where(sa.or_(items.c.boost != 1.0,
-                                                     items.c.available.is_(False))))).all()
-        boosts = {r[0]: float(r[1]) for r in rows if r[1] != 1.0}
-        gone = frozenset(r[0] for r in rows if not r[2])
-        self._items_cache = (time.monotonic(), boosts, gone)
-        return boosts, gone
+            rows = (await conn.execute(sa.select(items.c.sku, items.c.boost)
+                                       .where(items.c.boost != 1.0))).all()
+        boosts = {r[0]: float(r[1]) for r in rows}
+        new_gone = frozenset(await self._stock.unavailable(None))
+        if new_gone != gone:
+            self._cache.clear()
+            self._by_customer.clear()
+        self._items_cache = (time.monotonic(), boosts, new_gone)
+        return boosts, new_gone
 
-    async def _rules(self, ms: ModelSet, categories: list[str]) -> Rules:
-        boosts, gone = await self._item_rules()
-        exclude = frozenset(ms.index[s] for s in gone if s in ms.index)
-        boost = {ms.index[s]: b for s, b in boosts.items() if s in ms.index}
-        return Rules(exclude=exclude, categories=frozenset(categories), boost=boost)
+    def refresh_item_rules(self) -> None:
+        """Read boosts and stock again at the next request (a catalogue change is known)."""
+        self._items_cache = (-ITEM_RULES_SECONDS, *self._items_cache[1:])
+
+    def _rules(self, ms: ModelSet, categories: list[str], boosts: dict[str, float],
+               gone: frozenset[str]) -> Rules:
+        """Rules in the model's item indices; the index mapping is kept while the model
+        version and the catalogue-wide boosts and stock stay the same."""
+        memo = self._rules_memo
+        if memo is None or memo[0] is not ms or memo[1] is not boosts or memo[2] is not gone:
+            exclude = frozenset(ms.index[s] for s in gone if s in ms.index)
+            boost = {ms.index[s]: b for s, b in boosts.items() if s in ms.index}
+            memo = self._rules_memo = (ms, boosts, gone, Rules(exclude=exclude, boost=boost))
+        base = memo[3]
+        if not categories:
+            return base
+        return Rules(exclude=base.exclude, categories=frozenset(categories), boost=base.boost)
 
     async def recommend(self, customer_id: str | None, context: str, limit: int = 10, *,
                         categories: list[str] | None = None, cart: list[str] | None = None
@@ -223,6 +242,7 @@ class RecommendationService:
         await self.ensure_fresh()
         ms = self.models
         assert ms is not None
+        boosts, gone = await self._item_rules()  # a change of stock clears the cache
         key = (customer_id, context, limit, tuple(categories or ()), tuple(cart or ()),
                ms.version)
         hit = self._cache.get(key)
@@ -241,13 +261,9 @@ class RecommendationService:
             cart_skus = tuple(cart or ())
             if context == "cart" and not cart_skus and history is not None:
                 cart_skus = _open_cart(history)
-            rules = await self._rules(ms, categories or [])
+            rules = self._rules(ms, categories or [], boosts, gone)
             result = recommend(ms, context, limit + 10, history=history, cart=cart_skus,
                                rules=rules, segment=segment)
-            stock = stock_port(self.kernel)
-            if not isinstance(stock, ProjectedStock):  # the projection is in the rules already
-                gone = await stock.unavailable([p.sku for p in result])
-                result = [p for p in result if p.sku not in gone]
             result = result[:limit]
             picks = [{"sku": p.sku, "reason": p.reason, "detail": p.detail,
                       "score": round(p.score, 5), "_personal": personal} for p in result]

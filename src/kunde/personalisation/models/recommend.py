@@ -152,6 +152,9 @@ def recommend(ms: ModelSet, context: str, limit: int, *, history: History | None
         if seed is not None:
             picks = _from_seeds(ms, (ms.also_idx, ms.also_sim), [seed], [1.0], rules, limit,
                                 "also_bought", "customers who bought {} also bought")
+            # The product on the page is never recommended on it, not even as a fill.
+            rules = Rules(rules.exclude | {seed}, rules.categories, rules.boost,
+                          rules.max_per_category)
     elif context == "cart":
         seeds = [ms.index[s] for s in cart if s in ms.index]
         picks = _from_seeds(ms, (ms.together_idx, ms.together_sim), seeds, [1.0] * len(seeds),
