@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -17,12 +19,18 @@ from kunde.personalisation.tables import offer_decisions, offers
 FATIGUE_CAP = 3  # offers shown per channel per customer within FATIGUE_WINDOW
 FATIGUE_WINDOW = timedelta(days=7)
 PURPOSES = ("marketing_email", "marketing_sms", "marketing_push", "personalisation")
+# Channels that are marketing messages need the matching consent for loyalty rewards too.
+CHANNEL_CONSENT = {"email": "marketing_email", "sms": "marketing_sms", "push": "marketing_push"}
+POINT_VALUE_MINOR = 1.0  # what one point is worth in minor units (500 points buy 5.00 EUR)
+REWARD_PROPENSITY = 0.2  # take-up of a reward the member can afford, before affinity
+MONEY_VALUED = frozenset({"voucher_amount", "free_product", "experience", "donation"})
+R = TypeVar("R")
 
 
 class OfferSource(Protocol):
     """Where candidates come from: loyalty rewards, vouchers, content."""
 
-    async def candidates(self, customer_id: str) -> list[Offer]: ...
+    async def candidates(self, customer_id: str, channel: str) -> list[Offer]: ...
 
 
 class ConfiguredOffers:
@@ -31,7 +39,7 @@ class ConfiguredOffers:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
-    async def candidates(self, customer_id: str) -> list[Offer]:
+    async def candidates(self, customer_id: str, channel: str) -> list[Offer]:
         async with self.kernel.db.read() as conn:
             rows = (await conn.execute(sa.select(offers).where(offers.c.active.is_(True))
                                        .order_by(offers.c.id))).all()
@@ -42,10 +50,77 @@ class ConfiguredOffers:
                       needs_consent=r.needs_consent) for r in rows]
 
 
+class LoyaltyRewards:
+    """The loyalty rewards catalogue as offers, through loyalty's read function.
+
+    A reward's value is its cost in points at ``POINT_VALUE_MINOR`` (the points liability a
+    redemption settles); its cost is what it is worth beyond those points (a 10.00 voucher
+    for 500 points costs 5.00). Propensity is ``REWARD_PROPENSITY`` scaled by affordability
+    (balance / cost, at most 1) and, with personalisation consent, raised by the member's
+    share of purchases in the reward's category. Tier, segment and stock come from the
+    programme's own rules (``blocked``); marketing channels need their consent.
+    """
+
+    def __init__(self, kernel: Kernel, read: Callable[..., Any]) -> None:
+        self.kernel = kernel
+        self.read = read
+
+    async def candidates(self, customer_id: str, channel: str) -> list[Offer]:
+        member = await self.read(self.kernel, customer_id)
+        personal = await consent_port(self.kernel).is_allowed(customer_id, "personalisation")
+        cats: dict[str, int] = member["categories"] if personal else {}
+        bought = sum(cats.values())
+        out = []
+        for r in member["rewards"]:
+            value = r["cost"] * POINT_VALUE_MINOR
+            face = r["value"] if r["kind"] in MONEY_VALUED else 0
+            affordable = 1.0 if r["cost"] <= member["balance"] else (
+                max(member["balance"], 0) / r["cost"])
+            affinity = cats.get(r["category"] or "", 0) / bought if bought else 0.0
+            blocked = [r["ineligible_because"]] if r["ineligible_because"] else []
+            if not r["in_stock"]:
+                blocked.append("reward out of stock")
+            out.append(Offer(
+                id=f"reward:{r['id']}", kind="reward", title=r["name"], value_minor=int(value),
+                cost_minor=int(max(0.0, face - value)),
+                propensity=min(1.0, REWARD_PROPENSITY * affordable * (1.0 + affinity)),
+                needs_consent=CHANNEL_CONSENT.get(channel), blocked=tuple(blocked)))
+        return out
+
+
+def loyalty_source(kernel: Kernel) -> LoyaltyRewards | None:
+    """Loyalty's rewards when the loyalty feature is installed."""
+    try:
+        read = importlib.import_module("kunde.loyalty.read").member_rewards
+    except (ImportError, AttributeError):
+        return None
+    return LoyaltyRewards(kernel, read)
+
+
 class OfferService:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.sources: list[OfferSource] = [ConfiguredOffers(kernel)]
+        self.rewards = loyalty_source(kernel)
+        if self.rewards is not None:
+            self.sources.append(self.rewards)
+
+    async def rank_rewards(self, customer_id: str, rewards: Sequence[R],
+                           fallback: Callable[[list[R]], list[R]]) -> list[R]:
+        """Loyalty's personalised extras: its rewards (anything with an ``id``) in
+        next-best-offer order — eligible first by expected value, then the rest. Without
+        personalisation consent the programme's own order (``fallback``) is kept. Ranking
+        for display is not an offer sent: no decision is logged and no fatigue counted."""
+        if self.rewards is None or not await consent_port(self.kernel).is_allowed(
+                customer_id, "personalisation"):
+            return fallback(list(rewards))
+        candidates = await self.rewards.candidates(customer_id, "web")
+        ctx = await self._context(customer_id, candidates)
+        decisions = decide(candidates, ctx, "web", fatigue_cap=1 << 30)
+        order = {d.offer.id.removeprefix("reward:"): i for i, d in enumerate(decisions)}
+        rest = fallback([r for r in rewards if getattr(r, "id", None) not in order])
+        return sorted((r for r in rewards if getattr(r, "id", None) in order),
+                      key=lambda r: order[getattr(r, "id", "")]) + rest
 
     async def _context(self, customer_id: str, candidates: list[Offer]) -> CustomerContext:
         membership = ProjectedMembership(self.kernel)
@@ -75,7 +150,7 @@ class OfferService:
     async def next_best_offers(self, customer_id: str, channel: str, limit: int = 3
                                ) -> dict[str, Any]:
         """Ranked eligible offers with reasons; the decision (all candidates) is logged."""
-        candidates = [o for s in self.sources for o in await s.candidates(customer_id)]
+        candidates = [o for s in self.sources for o in await s.candidates(customer_id, channel)]
         ctx = await self._context(customer_id, candidates)
         decisions = decide(candidates, ctx, channel, fatigue_cap=FATIGUE_CAP)
         chosen = [d for d in decisions if d.eligible][:limit]

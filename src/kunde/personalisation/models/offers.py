@@ -19,6 +19,9 @@ class Offer:
     segments: frozenset[str] = frozenset()
     sku: str | None = None
     needs_consent: str | None = None  # purpose that must be granted, e.g. marketing_email
+    # Why the source already knows the customer may not have it (a loyalty reward's tier or
+    # segment rule, its stock), in the source's own words.
+    blocked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def decide(offers: Sequence[Offer], ctx: CustomerContext, channel: str, *,
     fatigued = ctx.shown_recently.get(channel, 0) >= fatigue_cap
     valuable_at_risk = ctx.churn_risk in ("medium", "high") and ctx.clv_minor >= 5000
     for o in offers:
-        reasons: list[str] = []
+        reasons: list[str] = list(o.blocked)
         if channel not in o.channels:
             reasons.append(f"not offered on {channel}")
         if o.needs_consent and o.needs_consent not in ctx.consents:
