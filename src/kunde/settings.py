@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     smtp_port: int = 8025
     mail_from: str = "kunde@localhost"
     inbound_smtp_port: int = 0
+    # Domain whose mail reaches the inbound SMTP server (Reply-To of case replies);
+    # empty: the domain of mail_from.
+    inbound_mail_domain: str = ""
     # Payments: the provider new checkouts use ("test" only in dev/test) and its credentials.
     payment_provider: str = "test"
     stripe_api_key: str = ""
