@@ -64,6 +64,10 @@ class EarnRule(Struct):
     # Held as pending until the return window has passed (default: purchases only).
     pending: bool | None = None
     xp: int = 0
+    # A referral rule: identifier kind (user_id, email, phone, ...) -> payload path of the
+    # referred person's identifier. A referral of someone the identity graph resolves to
+    # the referrer (or who shares the referrer's email or phone) earns nothing.
+    referee: dict[str, str] = {}
 
 
 class Tier(Struct):
@@ -113,6 +117,14 @@ class Quest(Struct):
     valid_until: AwareDatetime | None = None
 
 
+class LevelReward(Struct):
+    """What reaching ``level`` of a season's level track earns, granted at season end."""
+
+    level: int
+    points: int = 0
+    badge: str | None = None
+
+
 class Season(Struct):
     id: str
     name: str
@@ -120,6 +132,7 @@ class Season(Struct):
     ends_at: AwareDatetime
     # XP needed for level 1, 2, … (ascending).
     levels: list[int] = []
+    level_rewards: list[LevelReward] = []
 
 
 class Reward(Struct):
@@ -174,6 +187,9 @@ class Programme(Struct):
     def active_season(self, now: datetime) -> Season | None:
         return next((s for s in self.seasons if s.starts_at <= now < s.ends_at), None)
 
+    def season(self, season_id: str | None) -> Season | None:
+        return next((s for s in self.seasons if s.id == season_id), None)
+
 
 class ProgrammeProblem(msgspec.Struct):
     path: str
@@ -219,6 +235,10 @@ def semantic_problems(p: Programme) -> list[ProgrammeProblem]:
             if t not in tiers:
                 out.append(ProgrammeProblem(f"$.earn_rules[{i}].tier_multipliers",
                                             f"unknown tier {t!r}"))
+        for kind, path in r.referee.items():
+            if not kind or not path:
+                out.append(ProgrammeProblem(f"$.earn_rules[{i}].referee",
+                                            "map an identifier kind to a payload path"))
         if r.points < 0 or (r.points_per and (r.points_per.per <= 0 or r.points_per.points < 0)):
             out.append(ProgrammeProblem(f"$.earn_rules[{i}]", "points must not be negative"))
     for i, q in enumerate(p.quests):
@@ -240,6 +260,13 @@ def semantic_problems(p: Programme) -> list[ProgrammeProblem]:
             out.append(ProgrammeProblem(f"$.seasons[{i}].ends_at", "ends before it starts"))
         if season.levels != sorted(season.levels):
             out.append(ProgrammeProblem(f"$.seasons[{i}].levels", "levels must ascend"))
+        for j, lr in enumerate(season.level_rewards):
+            if not 1 <= lr.level <= len(season.levels):
+                out.append(ProgrammeProblem(f"$.seasons[{i}].level_rewards[{j}].level",
+                                            f"no level {lr.level} on this track"))
+            if lr.points < 0:
+                out.append(ProgrammeProblem(f"$.seasons[{i}].level_rewards[{j}].points",
+                                            "points must not be negative"))
     for i, reward in enumerate(p.rewards):
         if reward.cost <= 0:
             out.append(ProgrammeProblem(f"$.rewards[{i}].cost", "cost must be positive"))

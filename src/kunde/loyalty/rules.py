@@ -117,6 +117,8 @@ class CompiledProgramme:
             for i, s in enumerate(q.steps):
                 self.steps.setdefault(s.event, []).append((q, i, s))
         self.tier_mult = {t.id: t.earn_multiplier for t in programme.tiers}
+        # Referral rules, checked against the identity graph before they award.
+        self.referrals = {r.id: r for r in programme.earn_rules if r.referee}
         self.event_types = frozenset(self.rules) | frozenset(self.steps)
 
     def earn(self, ev: EventView, tier: str | None) -> list[Earn]:

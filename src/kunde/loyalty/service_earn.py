@@ -20,6 +20,7 @@ from kunde.loyalty.rules import CompiledProgramme, Earn, EventView, window_key
 from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.service_merge import MERGE_EVENTS, MemberMerges, live_id
 from kunde.loyalty.service_quests import QuestEngine
+from kunde.loyalty.service_referrals import ReferralGuard
 from kunde.loyalty.tables import (
     lots,
     member_segments,
@@ -50,6 +51,7 @@ class EarnEngine:
         self.svc = kernel.service(LoyaltyService)
         self.quests = QuestEngine(kernel)
         self.merges = MemberMerges(kernel)
+        self.referrals = ReferralGuard(kernel)
         self._compiled: tuple[Programme, CompiledProgramme] | None = None
 
     async def compiled(self) -> CompiledProgramme:
@@ -97,7 +99,18 @@ class EarnEngine:
             view = await self._with_order(uow, view)
         earned = 0
         for earn in cp.earn(view, tier):
-            earned += await self.award(uow, cid, event, earn, now)
+            cause = event.id
+            referral = cp.referrals.get(earn.rule_id)
+            if referral is not None:
+                verdict = await self.referrals.check(cid, referral, view.payload)
+                if verdict.refusal or verdict.cause_id is None:
+                    await ledger.post(
+                        uow, kind="refused", customer_id=cid, cause_id=event.id,
+                        rule=earn.rule_id, reason=f"no points: {verdict.refusal}", legs=[],
+                        now=now, points=0)
+                    continue
+                cause = verdict.cause_id
+            earned += await self.award(uow, cid, event, earn, now, cause_id=cause)
         await self.quests.progress(uow, cid, event, view, cp, now)
         if earned or event.type == "commerce.order_paid":  # only then can a tier be reached
             await self.review_tier(uow, cid, now)
@@ -112,7 +125,10 @@ class EarnEngine:
 
     # -- awarding ----------------------------------------------------------------
     async def award(self, uow: UnitOfWork, cid: str, event: Event, earn: Earn,
-                    now: datetime) -> int:
+                    now: datetime, cause_id: str | None = None) -> int:
+        """Award one rule's points, once per (cause, rule); the cause is the event unless
+        the rule says otherwise (a referral: the referred person)."""
+        cause_id = cause_id or event.id
         points = earn.points
         if earn.cap is not None and points > 0:
             points = await self._consume_cap(uow, cid, earn.rule_id, earn.cap, points,
@@ -124,7 +140,7 @@ class EarnEngine:
         reason = "; ".join(earn.reasons)
         posted = await ledger.credit(
             uow, kind="award", source="s:issued", customer_id=cid, points=points,
-            cause_id=event.id, rule=earn.rule_id, reason=reason, now=now,
+            cause_id=cause_id, rule=earn.rule_id, reason=reason, now=now,
             available_at=available_at, expires_at=await self.svc.expiry_for(available_at),
             # Only purchase awards are tied to the order (and clawed back on its refunds).
             ref=(str((event.payload or {}).get("order_id") or "") or None)
@@ -135,7 +151,7 @@ class EarnEngine:
                 await self._return_cap(uow, cid, earn.rule_id, earn.cap, points,
                                        event.occurred_at)
             return 0
-        self.svc.emit_awarded(uow, cid, posted.txn_id, points, earn.rule_id, reason, event.id,
+        self.svc.emit_awarded(uow, cid, posted.txn_id, points, earn.rule_id, reason, cause_id,
                               pending=earn.pending)
         if earn.xp:
             await self.add_xp(uow, cid, earn.xp, now)

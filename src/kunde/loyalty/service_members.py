@@ -12,7 +12,9 @@ from kunde.loyalty.ledger import SYSTEM_ACCOUNTS
 from kunde.loyalty.models import Programme
 from kunde.loyalty.rules import CompiledProgramme, EventView, quest_round, window_key
 from kunde.loyalty.service import LoyaltyService, benefits
+from kunde.loyalty.service_merge import live_id
 from kunde.loyalty.service_quests import QuestEngine
+from kunde.loyalty.service_referrals import ReferralGuard
 from kunde.loyalty.service_rewards import RewardService
 from kunde.loyalty.service_tiers import qualifying_metrics, tier_progress
 from kunde.loyalty.tables import (
@@ -113,16 +115,45 @@ class MemberViews:
         earns = []
         for e in cp.earn(view, tier):
             capped = e.points
-            if e.cap is not None and customer_id:
+            refused = None
+            referral = cp.referrals.get(e.rule_id)
+            if referral is not None and customer_id:
+                refused = await self._referral_refusal(customer_id, referral, payload)
+            elif referral is not None:
+                e.reasons.append("referral: give customer_id to check the referrer against "
+                                 "the referred identity")
+            if refused:
+                capped = 0
+                e.reasons.append(f"no points: {refused}")
+            elif e.cap is not None and customer_id:
                 capped = await self._cap_left(customer_id, e.rule_id, e.cap, e.points, when)
             earns.append({"rule": e.rule_id, "points": capped, "uncapped": e.points,
-                          "pending": e.pending, "xp": e.xp, "reasons": e.reasons})
+                          "pending": e.pending, "xp": e.xp, "reasons": e.reasons,
+                          **({"refused": refused} if refused else {})})
         not_matching = [r.id for r in prog.earn_rules if r.event == event_type
                         and r.id not in {e["rule"] for e in earns}]
         return {"event": event_type, "tier": tier, "total": sum(e["points"] for e in earns),
                 "earns": earns, "rules_not_matching": not_matching,
                 "quest_steps": [{"quest": h.quest.id, "step": h.step_index, "mark": h.mark}
                                 for h in cp.quest_hits(view)]}
+
+    async def _referral_refusal(self, cid: str, rule: Any, payload: dict[str, Any]
+                                ) -> str | None:
+        """Why a referral by this member would earn nothing (self-referral, already
+        counted), or None."""
+        cid = await self._live(cid)
+        verdict = await ReferralGuard(self.kernel).check(cid, rule, payload)
+        if verdict.refusal or verdict.cause_id is None:
+            return verdict.refusal or "the referral cannot be checked"
+        async with self.kernel.db.read() as conn:
+            done = (await conn.execute(sa.select(transactions.c.customer_id).where(
+                transactions.c.kind == "award", transactions.c.cause_id == verdict.cause_id,
+                transactions.c.rule == rule.id))).first()
+        return "this person was already referred" if done else None
+
+    async def _live(self, cid: str) -> str:
+        async with self.kernel.db.read() as conn:
+            return await live_id(conn, cid)
 
     async def _cap_left(self, cid: str, rule_id: str, cap: Any, points: int, at: datetime
                         ) -> int:
