@@ -7,14 +7,20 @@ server kills). Load, open loop, spread over the servers:
 * ingestion: ``POST /v1/batch`` of 3 track calls; 25 % of the batches are client retries
   that re-send an earlier batch with the same messageIds; failed batches are re-sent;
 * checkouts: ``POST /v1/carts/{id}/checkout`` with an Idempotency-Key, re-sent until paid;
+* tracking updates: signed carrier webhooks, 25 % re-sent with the same webhook id;
+* loyalty: redemptions with an Idempotency-Key and goodwill grants with a cause id,
+  25 % of each re-sent;
 * reads: ``GET /v1/catalog/products/{code}``.
 
 Every ``--kill-every`` seconds a random server or worker gets SIGKILL and is restarted at
-once; half-way, every connection to the database is terminated (``pg_terminate_backend``:
-what clients see of a PostgreSQL restart; this machine's server is shared, so it is not
-restarted for real). Afterwards the oracle checks: every acknowledged messageId stored
-exactly once, every paid checkout one order with one ``commerce.order_paid``, consumers
-caught up.
+once. Half-way, PostgreSQL itself goes down: with ``--restart-postgres`` an immediate
+restart of the cluster (``pg_ctlcluster … restart -m immediate``: only where nothing else
+uses the server), otherwise every connection to the scratch database is terminated
+(``pg_terminate_backend``: what clients see of a restart). Afterwards the oracle checks:
+every acknowledged messageId stored exactly once, every paid checkout one order with one
+``commerce.order_paid``, every acknowledged webhook, redemption and goodwill grant
+present once, every ledger transaction balanced and every account equal to the replay
+of its entries, no member below zero, consumers caught up.
 
     python -m bench.chaos --duration 600 --rate 60        # one command; LONG, by name
 """
@@ -46,7 +52,19 @@ from bench._servers import (
     temp_dir,
     wait_http,
 )
-from bench.black_friday import SKUS, _catalog, _credentials, _prepare
+from bench.black_friday import SKUS, _catalog, _prepare
+from bench.fulfilment_common import SECRET
+
+MEMBERS = 200
+PROGRAMME = """
+points_name: points
+currency: EUR
+earn_rules:
+  - {id: purchase, label: every euro spent, event: commerce.order_paid,
+     points_per: {field: amount_minor, per: 100, points: 1}}
+rewards:
+  - {id: chaos_voucher, name: Chaos voucher, kind: voucher_amount, value: 100, cost: 10}
+"""
 
 LONG = True
 RESULTS = Path(__file__).parent / "results"
@@ -94,6 +112,42 @@ class Fleet:
             stop(proc)
 
 
+async def _setup(url: str, data_dir: str) -> tuple[str, str, list[str]]:
+    """Keys, a carrier secret, a programme with a cheap reward, members with points."""
+    from kunde.fulfilment.config import FulfilmentConfig
+    from kunde.kernel import close_kernel, open_kernel
+    from kunde.loyalty.service import LoyaltyService
+    from kunde.loyalty.service_programme import ProgrammeService, parse_programme
+    from kunde.profiles.service import ProfileService
+    from kunde.settings import load_settings
+
+    kernel = await open_kernel(load_settings(environ={}, env="dev", database_url=url,
+                                             data_dir=data_dir, run_consumers=False))
+    try:
+        _, key = await kernel.access.create_api_key(
+            "chaos", ["commerce:*", "loyalty:*", "fulfilment:*"])
+        _, write_key = await kernel.access.create_source("chaos-shop", "web")
+        await kernel.service(FulfilmentConfig).add_carrier_secret("postnord", SECRET)
+        await kernel.service(ProgrammeService).apply(parse_programme(PROGRAMME), actor="chaos")
+        members = []
+        for i in range(MEMBERS):
+            cid = await kernel.service(ProfileService).ensure_customer(
+                {"email": f"member{i}@chaos.example"}, "web")
+            async with kernel.db.transaction() as uow:
+                await kernel.service(LoyaltyService).grant_goodwill(
+                    uow, cid, 1_000_000, "chaos stake", f"stake-{cid}")
+            members.append(cid)
+        return key, write_key, members
+    finally:
+        await close_kernel(kernel)
+
+
+def _restart_postgres() -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart",
+                    "-m", "immediate"], check=True, capture_output=True, timeout=120)
+
+
 async def _terminate_connections(db_name: str) -> int:
     import asyncpg  # type: ignore[import-untyped]
 
@@ -108,10 +162,15 @@ async def _terminate_connections(db_name: str) -> int:
 
 
 async def _oracle(url: str, data_dir: str, acked_messages: set[str],
-                  paid: dict[str, str], wait: float) -> dict[str, Any]:
+                  paid: dict[str, str], wait: float, *, webhooks: set[str],
+                  redemptions: set[tuple[str, str]], goodwill: set[str]) -> dict[str, Any]:
     import sqlalchemy as sa
 
+    from kunde.core.ids import derived_id
+    from kunde.fulfilment.tables import tracking_inbox
     from kunde.kernel import close_kernel, open_kernel
+    from kunde.loyalty.tables import accounts, entries, transactions
+    from kunde.loyalty.tables import redemptions as redemption_rows
     from kunde.settings import load_settings
     from kunde.store.consumers import consumer_lag
     from kunde.store.tables import events
@@ -124,7 +183,11 @@ async def _oracle(url: str, data_dir: str, acked_messages: set[str],
         lag: dict[str, int] = {}
         while time.monotonic() < deadline:
             lag = await consumer_lag(kernel.db)
-            if not any(lag.values()):
+            async with kernel.db.read() as conn:  # the tracking inbox is applied by a job
+                unapplied = (await conn.execute(
+                    sa.select(sa.func.count()).select_from(tracking_inbox)
+                    .where(tracking_inbox.c.processed_at.is_(None)))).scalar_one()
+            if not any(lag.values()) and not unapplied:
                 break
             await asyncio.sleep(1)
         stored: Counter[str] = Counter()
@@ -147,6 +210,32 @@ async def _oracle(url: str, data_dir: str, acked_messages: set[str],
                 "GROUP BY cart_id"))).all())
             total_events = (await conn.execute(
                 sa.select(sa.func.count()).select_from(events))).scalar_one()
+            inbox = dict((await conn.execute(
+                sa.select(tracking_inbox.c.msg_id, tracking_inbox.c.processed_at))).all())
+            redeemed = set((await conn.execute(sa.select(redemption_rows.c.id))).scalars())
+            granted = Counter((await conn.execute(
+                sa.select(transactions.c.cause_id).where(transactions.c.rule == "goodwill")
+            )).scalars())
+            unbalanced = (await conn.execute(
+                sa.select(entries.c.txn_id).group_by(entries.c.txn_id)
+                .having(sa.func.sum(entries.c.amount) != 0))).scalars().all()
+            replay = sa.select(entries.c.account, sa.func.sum(entries.c.amount).label("sum")
+                               ).group_by(entries.c.account).subquery()
+            drifted = (await conn.execute(
+                sa.select(accounts.c.account).select_from(accounts.outerjoin(
+                    replay, replay.c.account == accounts.c.account))
+                .where(accounts.c.balance != sa.func.coalesce(replay.c.sum, 0))
+            )).scalars().all()
+            negative = (await conn.execute(
+                sa.select(accounts.c.account).where(accounts.c.account.like("m:%"),
+                                                    accounts.c.balance < 0))).scalars().all()
+        webhooks_missing = [m for m in webhooks if m not in inbox]
+        webhooks_unapplied = [m for m in webhooks if inbox.get(m) is None]
+        redemptions_missing = [k for k in redemptions
+                               if derived_id("redemption", k[0], k[1]) not in redeemed]
+        goodwill_missing = [c for c in goodwill if granted[c] == 0]
+        goodwill_twice = [c for c, n in granted.items() if n > 1]
+        ledger_ok = not (unbalanced or drifted or negative)
         missing = [m for m in acked_messages if stored[m] == 0]
         duplicated = [m for m, n in stored.items() if n > 1]
         orders_missing = [c for c in paid if orders.get(c, 0) == 0]
@@ -161,9 +250,19 @@ async def _oracle(url: str, data_dir: str, acked_messages: set[str],
             "orders_per_cart_over_1": len(orders_double),
             "order_paid_events_twice": len(paid_twice),
             "order_paid_events_missing": len(paid_missing),
+            "acknowledged_webhooks": len(webhooks), "webhooks_lost": len(webhooks_missing),
+            "webhooks_not_applied": len(webhooks_unapplied),
+            "acknowledged_redemptions": len(redemptions),
+            "redemptions_lost": len(redemptions_missing),
+            "acknowledged_goodwill": len(goodwill), "goodwill_lost": len(goodwill_missing),
+            "goodwill_granted_twice": len(goodwill_twice),
+            "ledger_transactions_unbalanced": len(unbalanced),
+            "accounts_not_equal_to_replay": len(drifted), "members_below_zero": len(negative),
             "consumer_lag_after_wait": {k: v for k, v in lag.items() if v},
             "ok": not (missing or duplicated or orders_missing or orders_double or paid_twice
-                       or paid_missing or any(lag.values())),
+                       or paid_missing or any(lag.values()) or webhooks_missing
+                       or webhooks_unapplied or redemptions_missing or goodwill_missing
+                       or goodwill_twice or not ledger_ok),
         }
     finally:
         await close_kernel(kernel)
@@ -185,7 +284,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         await conn.close()
         url = PG_URL.rsplit("/", 1)[0] + f"/{scratch}"
         servers, workers = 2, 2
-    key, write_key = await _credentials(url, data_dir)
+    key, write_key, members = await _setup(url, data_dir)
     fleet = Fleet(url, data_dir, servers, workers)
     try:
         await asyncio.to_thread(fleet.start_all)
@@ -200,6 +299,65 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         paid: dict[str, str] = {}
         retry_carts: list[str] = []
         cart_iter = iter(carts)
+        hooks_acked: set[str] = set()
+        hooks_sent: list[tuple[str, bytes]] = []
+        redeemed: set[tuple[str, str]] = set()
+        redeem_sent: list[tuple[str, str]] = []
+        granted: set[str] = set()
+        grants_sent: list[tuple[str, str]] = []
+
+        def webhook(msg_id: str, body: bytes) -> Request:
+            from kunde.messaging import signing
+
+            headers = signing.headers(SECRET, msg_id, int(time.time()), body)
+
+            def done(status: int, _: bytes) -> None:
+                if status in (202, 409):  # 409: that webhook id was already stored
+                    hooks_acked.add(msg_id)
+            return Request("interactive", "POST", "/webhooks/carriers/postnord", body,
+                           headers, done)
+
+        def redemption(member: str, ikey: str) -> Request:
+            def done(status: int, _: bytes) -> None:
+                if status == 201:
+                    redeemed.add((member, ikey))
+            return Request("critical", "POST", f"/v1/loyalty/members/{member}/redemptions",
+                           dumps({"reward_id": "chaos_voucher"}),
+                           {**auth, "Idempotency-Key": ikey}, done)
+
+        def grant(member: str, cause: str) -> Request:
+            def done(status: int, _: bytes) -> None:
+                if status == 201:
+                    granted.add(cause)
+            return Request("critical", "POST", f"/v1/loyalty/members/{member}/goodwill",
+                           dumps({"points": 5, "reason": "chaos", "cause_id": cause}),
+                           auth, done)
+
+        def side_request() -> Request:
+            """Tracking, redemption or goodwill; a quarter re-send an earlier one."""
+            pick = rng.random()
+            retry = rng.random() < 0.25
+            if pick < 0.5:
+                if retry and hooks_sent:
+                    return webhook(*rng.choice(hooks_sent))
+                msg_id = f"msg_{uuid.uuid4().hex}"
+                body = dumps({"events": [{
+                    "itemId": f"CHAOS{rng.randrange(10_000):05d}", "eventCode": "IN_TRANSIT",
+                    "eventTime": "2030-01-01T10:00:00Z", "eventDescription": "In transit",
+                    "location": {"displayName": "Copenhagen"}}]})
+                hooks_sent.append((msg_id, body))
+                return webhook(msg_id, body)
+            if pick < 0.8:
+                if retry and redeem_sent:
+                    return redemption(*rng.choice(redeem_sent))
+                item = (rng.choice(members), f"chaos-{uuid.uuid4().hex}")
+                redeem_sent.append(item)
+                return redemption(*item)
+            if retry and grants_sent:
+                return grant(*rng.choice(grants_sent))
+            item = (rng.choice(members), f"chaos-gw-{uuid.uuid4().hex}")
+            grants_sent.append(item)
+            return grant(*item)
 
         def ingest_done(batch: list[dict[str, Any]]) -> Any:
             def done(status: int, body: bytes) -> None:
@@ -223,7 +381,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
         def make(i: int) -> Request:
             pick = rng.random()
-            if pick < 0.6:
+            if pick < 0.5:
                 if retry_batches:
                     batch = retry_batches.pop(0)
                 elif sent_batches and rng.random() < 0.25:
@@ -236,7 +394,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                     sent_batches.append(batch)
                 return Request("background", "POST", "/v1/batch", dumps({"batch": batch}),
                                basic, ingest_done(batch))
-            if pick < 0.9:
+            if pick < 0.75:
+                return side_request()
+            if pick < 0.93:
                 cart = retry_carts.pop(0) if retry_carts else next(cart_iter, None)
                 if cart is not None:
                     return Request("critical", "POST", f"/v1/carts/{cart}/checkout",
@@ -268,7 +428,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                     break
                 await asyncio.to_thread(fleet.kill_one, rng)
                 if scratch and not terminated and time.monotonic() - started > args.duration / 2:
-                    await _terminate_connections(scratch)
+                    if args.restart_postgres:
+                        await asyncio.to_thread(_restart_postgres)
+                    else:
+                        await _terminate_connections(scratch)
                     terminated = True
 
         async def traffic() -> None:
@@ -288,15 +451,37 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         for ld in loads:
             await ld.drain()
         statuses = Counter(o.status for ld in loads for o in ld.outcomes)
-        oracle = await _oracle(url, data_dir, acked, paid, wait=args.catch_up)
+        # Re-send what may have been lost in flight, as a carrier or a shop would: an
+        # unanswered webhook, redemption or grant is sent again with the same id.
+        for _ in range(10):
+            todo = ([webhook(m, b) for m, b in hooks_sent if m not in hooks_acked]
+                    + [redemption(*r) for r in redeem_sent if r not in redeemed]
+                    + [grant(*g) for g in grants_sent if g[1] not in granted])
+            if not todo:
+                break
+            conn = loads[0].pool.get_nowait()
+            for req in todo:
+                try:
+                    status, body = await conn.request(req, 15)
+                except (OSError, TimeoutError, EOFError, ValueError):
+                    continue
+                if req.on_done:
+                    req.on_done(status, body)
+            loads[0].pool.put_nowait(conn)
+            await asyncio.sleep(1)
+        oracle = await _oracle(url, data_dir, acked, paid, wait=args.catch_up,
+                               webhooks=hooks_acked, redemptions=redeemed,
+                               goodwill={g for g in granted})
         return {
             "backend": "sqlite" if args.sqlite else "postgresql",
             "duration_s": args.duration, "rate_per_s": args.rate,
             "kills": len(fleet.kills), "killed": Counter(k.split("-")[0] for k in fleet.kills),
-            "db_connections_terminated_once": bool(scratch),
+            "postgres_outage_once": ("immediate restart" if args.restart_postgres
+                                     else "connections terminated") if scratch else None,
+            "sent": {"webhooks": len(hooks_sent), "redemptions": len(redeem_sent),
+                     "goodwill": len(grants_sent)},
             "responses_by_status": {str(k): v for k, v in sorted(statuses.items())},
             "oracle": oracle,
-            "not_covered": "tracking updates and loyalty redemptions are not in the mix yet",
         }
     finally:
         fleet.stop_all()
@@ -320,6 +505,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
                    help="seconds to wait for consumers after the load")
     p.add_argument("--sqlite", action="store_true", help="embedded mode: one server, SQLite")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--restart-postgres", action="store_true",
+                   help="restart the PostgreSQL cluster for real half-way (a machine of its own)")
     return p.parse_args(argv)
 
 
