@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kunde.commerce.allocation import LineValue, OrderValue, ShippingRule
+
 STATUSES = (
     "placed", "paid", "partially_fulfilled", "fulfilled", "delivered",
     "partially_returned", "returned", "partially_refunded", "refunded", "cancelled",
@@ -53,12 +55,15 @@ class Order:
     lines: dict[str, OrderLine]
     captured_minor: int = 0
     cancelled: bool = False
+    shipping_minor: int = 0
     # cause id → facts; the keys make every command idempotent.
     payments: dict[str, int] = field(default_factory=dict)
     shipments: dict[str, dict[str, int]] = field(default_factory=dict)
     delivered: list[str] = field(default_factory=list)
     returns: dict[str, dict[str, int]] = field(default_factory=dict)
     refunds: dict[str, int] = field(default_factory=dict)
+    # refund id → the units it paid back, for refunds of returned lines.
+    refund_lines: dict[str, dict[str, int]] = field(default_factory=dict)
 
     # -- derived quantities ----------------------------------------------------------
     @property
@@ -74,6 +79,35 @@ class Order:
 
     def returned(self, line_id: str) -> int:
         return sum(r.get(line_id, 0) for r in self.returns.values())
+
+    def refunded_units(self, exclude: str | None = None) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for refund_id, qty in self.refund_lines.items():
+            if refund_id != exclude:
+                for line_id, n in qty.items():
+                    out[line_id] = out.get(line_id, 0) + n
+        return out
+
+    def value(self, shipping_rule: ShippingRule = "full_return") -> OrderValue:
+        return OrderValue.of([LineValue(ln.id, ln.quantity, ln.total_minor)
+                              for ln in self.lines.values()],
+                             self.total_minor, self.shipping_minor, shipping_rule)
+
+    def quote_lines(self, quantities: dict[str, int],
+                    shipping_rule: ShippingRule = "full_return") -> int:
+        """What refunding ``quantities`` would pay now: their share of what was paid
+        (discounts spread pro rata, shipping by ``shipping_rule``; see `allocation`),
+        clipped to what is still refundable."""
+        qty = _clean(quantities)
+        before = self.refunded_units()
+        for line_id, n in qty.items():
+            line = self._line(line_id)
+            if before.get(line_id, 0) + n > line.quantity:
+                raise OrderRuleBroken(
+                    "commerce.overrefund_lines",
+                    f"line {line_id}: cannot refund more units than were ordered")
+        amount = self.value(shipping_rule).refund_for(before, qty)
+        return max(min(amount, self.refundable_minor), 0)
 
     @property
     def status(self) -> str:
@@ -174,8 +208,25 @@ class Order:
         self.refunds[refund_id] = amount_minor
         return True
 
+    def refund_returned(self, refund_id: str, quantities: dict[str, int],
+                        shipping_rule: ShippingRule = "full_return") -> bool:
+        """Refund returned units at their allocated value (`quote_lines`); the amount
+        is ``refunds[refund_id]`` afterwards, 0 when nothing is left to refund."""
+        qty = _clean(quantities)
+        if refund_id in self.refunds:
+            if self.refund_lines.get(refund_id) != qty:
+                raise OrderRuleBroken("commerce.refund_conflict",
+                                      "this idempotency key was used for other lines")
+            return False
+        if not qty:
+            raise OrderRuleBroken("commerce.invalid_quantity", "a refund of lines needs lines")
+        self.refunds[refund_id] = self.quote_lines(qty, shipping_rule)
+        self.refund_lines[refund_id] = qty
+        return True
+
     def release_refund(self, refund_id: str) -> bool:
         """Forget a refund the provider failed, so its amount may be refunded again."""
+        self.refund_lines.pop(refund_id, None)
         return self.refunds.pop(refund_id, None) is not None
 
     def cancel(self) -> bool:
@@ -197,7 +248,8 @@ class Order:
     def facts(self) -> dict[str, Any]:
         return {"payments": self.payments, "shipments": self.shipments,
                 "delivered": self.delivered, "returns": self.returns,
-                "refunds": self.refunds, "cancelled": self.cancelled}
+                "refunds": self.refunds, "refund_lines": self.refund_lines,
+                "cancelled": self.cancelled}
 
     def load_facts(self, facts: dict[str, Any]) -> None:
         self.payments = dict(facts.get("payments", {}))
@@ -205,6 +257,7 @@ class Order:
         self.delivered = list(facts.get("delivered", []))
         self.returns = {k: dict(v) for k, v in facts.get("returns", {}).items()}
         self.refunds = dict(facts.get("refunds", {}))
+        self.refund_lines = {k: dict(v) for k, v in facts.get("refund_lines", {}).items()}
         self.cancelled = bool(facts.get("cancelled", False))
         self.captured_minor = sum(self.payments.values())
 

@@ -12,6 +12,13 @@ or concurrent, from any process — is the same refund:
    ``commerce.refund_issued`` — or ``failed``, releasing the amount.
 
 Store credit needs no provider: a voucher (kind ``amount``) is issued inside step 1.
+
+A refund of returned *lines* (``amount_minor=None``) gets its amount in step 1, under
+the order's lock, from `kunde.commerce.allocation`: the units' share of what was paid
+(order-level discounts spread pro rata, shipping by the rule), clipped to what is
+left. Retries compare the lines instead of the amount. When nothing is left to pay
+(earlier refunds took it), the refund succeeds with amount 0, without the provider
+and without ``commerce.refund_issued``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from kunde.commerce.allocation import SHIPPING_RULES, ShippingRule
 from kunde.commerce.errors import IdempotencyKeyReused, OrderRule
 from kunde.commerce.gateway import PaymentGateway
 from kunde.commerce.payments import RefundRequest
@@ -37,9 +45,15 @@ if TYPE_CHECKING:
 METHODS = ("original", "store_credit")
 
 
-async def refund(kernel: Kernel, order_id: str, amount_minor: int, *, reason: str, method: str,
-                 idempotency_key: str, return_id: str | None = None,
-                 lines: dict[str, int] | None = None) -> dict[str, Any]:
+async def refund(kernel: Kernel, order_id: str, amount_minor: int | None, *, reason: str,
+                 method: str, idempotency_key: str, return_id: str | None = None,
+                 lines: dict[str, int] | None = None,
+                 shipping_rule: ShippingRule = "full_return") -> dict[str, Any]:
+    if amount_minor is None and not lines:
+        raise OrderRule("a refund needs an amount or lines", code="commerce.invalid_amount")
+    if shipping_rule not in SHIPPING_RULES:
+        raise OrderRule(f"shipping rule must be one of {', '.join(SHIPPING_RULES)}",
+                        code="commerce.invalid_shipping_rule")
     if method not in METHODS:
         raise OrderRule(f"refund method must be one of {', '.join(METHODS)}",
                         code="commerce.invalid_refund_method")
@@ -49,9 +63,10 @@ async def refund(kernel: Kernel, order_id: str, amount_minor: int, *, reason: st
     async with kernel.db.transaction() as uow:
         row = await _reserve(kernel, uow, refund_id, order_id, amount_minor, reason=reason,
                              method=method, key=idempotency_key, return_id=return_id,
-                             lines=lines)
+                             lines=lines, shipping_rule=shipping_rule)
         if row["status"] != "pending" or method == "store_credit":
             return _result(row, order_id)
+        amount_minor = int(row["amount_minor"])
         order = (await uow.execute(sa.select(orders.c.external, orders.c.currency).where(
             orders.c.id == order_id))).one()
         pay = (await uow.execute(sa.select(payments).where(
@@ -72,18 +87,30 @@ async def refund(kernel: Kernel, order_id: str, amount_minor: int, *, reason: st
 
 
 async def _reserve(kernel: Kernel, uow: UnitOfWork, refund_id: str, order_id: str,
-                   amount: int, *, reason: str, method: str, key: str, return_id: str | None,
-                   lines: dict[str, int] | None) -> dict[str, Any]:
+                   amount_minor: int | None, *, reason: str, method: str, key: str,
+                   return_id: str | None, lines: dict[str, int] | None,
+                   shipping_rule: ShippingRule = "full_return") -> dict[str, Any]:
     orders_svc = kernel.service(OrderService)
     existing = (await uow.execute(sa.select(refunds).where(refunds.c.id == refund_id))).first()
-    if existing is not None and (existing.amount_minor != amount or existing.method != method):
+    by_lines = amount_minor is None
+    if existing is not None and (
+            existing.method != method
+            or (not by_lines and existing.amount_minor != amount_minor)
+            or (by_lines and _clean_lines(existing.lines) != _clean_lines(lines))):
         raise IdempotencyKeyReused("this idempotency key was used for a different refund",
                                    refund_id=refund_id)
     if existing is not None and existing.status == "succeeded":
         return dict(existing._mapping)
-    order, _, row = await orders_svc._mutate(
-        uow, order_id, lambda o: o.refund(refund_id, amount), "commerce.refund_issued",
-        refund_id)
+    if amount_minor is None:
+        order, _, row = await orders_svc._mutate(
+            uow, order_id, lambda o: o.refund_returned(refund_id, lines or {}, shipping_rule),
+            "commerce.refund_issued", refund_id)
+    else:
+        fixed = amount_minor
+        order, _, row = await orders_svc._mutate(
+            uow, order_id, lambda o: o.refund(refund_id, fixed), "commerce.refund_issued",
+            refund_id)
+    amount = order.refunds[refund_id]
     now = kernel.clock.now()
     await uow.execute(insert_ignore(uow.dialect, refunds), {
         "id": refund_id, "order_id": order_id, "idempotency_key": key, "amount_minor": amount,
@@ -91,8 +118,12 @@ async def _reserve(kernel: Kernel, uow: UnitOfWork, refund_id: str, order_id: st
         "return_id": return_id, "lines": lines, "status": "pending", "created_at": now})
     await uow.execute(refunds.update().where(refunds.c.id == refund_id,
                                              refunds.c.status == "failed")
-                      .values(status="pending"))
-    if method == "store_credit":
+                      .values(status="pending", amount_minor=amount))
+    if amount == 0:  # returned lines whose value was already refunded: nothing to pay
+        await uow.execute(refunds.update().where(
+            refunds.c.id == refund_id, refunds.c.status == "pending").values(
+            status="succeeded", completed_at=now))
+    elif method == "store_credit":
         code = await kernel.service(VoucherService).issue(
             uow, customer_id=row.customer_id, kind="amount", value=amount,
             currency=order.currency, source="refund", source_ref=refund_id, expires_at=None)
@@ -156,6 +187,10 @@ async def _finish(kernel: Kernel, refund_id: str, order_id: str, provider_ref: s
                 refund_id)
     raise OrderRule(f"the refund failed: {failure}", code="commerce.refund_failed",
                     refund_id=refund_id)
+
+
+def _clean_lines(lines: dict[str, int] | None) -> dict[str, int]:
+    return {str(k): int(v) for k, v in (lines or {}).items() if int(v)}
 
 
 def _emit_issued(uow: UnitOfWork, order_id: str, customer_id: str | None, refund_id: str,

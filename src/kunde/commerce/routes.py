@@ -59,8 +59,10 @@ class CheckoutIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RefundIn(msgspec.Struct, forbid_unknown_fields=True):
-    amount_minor: int
     reason: str
+    # Without an amount, ``lines`` (line id → units) are refunded at what was paid for
+    # them: order-level discounts spread pro rata, shipping with the last unit.
+    amount_minor: int | None = None
     method: str = "original"
     return_id: str | None = None
     lines: dict[str, int] | None = None

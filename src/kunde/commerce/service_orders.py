@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from kunde.commerce.allocation import ShippingRule
 from kunde.commerce.errors import OrderNotFound, from_rule
 from kunde.commerce.models import Order, OrderLine, OrderRuleBroken
 from kunde.commerce.tables import (
@@ -208,14 +209,34 @@ class OrderService:
             "fulfilment.return_received", return_id)
         return changed
 
-    async def refund(self, order_id: str, amount_minor: int, *, reason: str, method: str,
-                     idempotency_key: str, return_id: str | None = None,
-                     lines: dict[str, int] | None = None) -> dict[str, Any]:
-        """Refund to the original payment or as store credit; see `refunds.refund`."""
+    async def refund(self, order_id: str, amount_minor: int | None, *, reason: str,
+                     method: str, idempotency_key: str, return_id: str | None = None,
+                     lines: dict[str, int] | None = None,
+                     shipping_rule: ShippingRule = "full_return") -> dict[str, Any]:
+        """Refund to the original payment or as store credit; see `refunds.refund`.
+
+        ``amount_minor=None`` with ``lines``: refund those returned units at what was
+        paid for them (discounts spread pro rata, shipping by ``shipping_rule``; see
+        `kunde.commerce.allocation`), computed under the order's lock."""
         from kunde.commerce.refunds import refund
 
         return await refund(self.kernel, order_id, amount_minor, reason=reason, method=method,
-                            idempotency_key=idempotency_key, return_id=return_id, lines=lines)
+                            idempotency_key=idempotency_key, return_id=return_id, lines=lines,
+                            shipping_rule=shipping_rule)
+
+    async def quote_refund(self, order_id: str, lines: dict[str, int],
+                           shipping_rule: ShippingRule = "full_return") -> int:
+        """What refunding ``lines`` would pay now (an estimate: other refunds may come
+        first; the amount is fixed when the refund is made)."""
+        async with self.kernel.db.read() as conn:
+            row = (await conn.execute(sa.select(orders).where(orders.c.id == order_id))).first()
+            if row is None:
+                raise OrderNotFound(f"no order {order_id}")
+            order = await self._load(conn, row)
+        try:
+            return order.quote_lines(lines, shipping_rule)
+        except OrderRuleBroken as exc:
+            raise from_rule(exc) from exc
 
     # -- the one way state changes -------------------------------------------------------------
     async def _mutate(self, uow: UnitOfWork, order_id: str, command: Callable[[Order], bool],
@@ -249,6 +270,7 @@ class OrderService:
             order_lines.c.order_id == row.id))
         order = Order(
             id=row.id, currency=row.currency, total_minor=row.total_minor,
+            shipping_minor=row.shipping_minor or 0,
             lines={ln.id: OrderLine(ln.id, ln.sku, ln.quantity, ln.unit_price_minor,
                                     ln.total_minor) for ln in lines})
         order.load_facts(row.state or {})
