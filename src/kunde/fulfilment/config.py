@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kunde.commerce.allocation import SHIPPING_RULES
 from kunde.core.errors import InvalidInput
 from kunde.fulfilment.carriers import ADAPTERS
 from kunde.fulfilment.errors import UnknownCarrier
@@ -36,6 +37,9 @@ def policy_from(value: dict[str, Any]) -> Policy:
                            code="fulfilment.bad_policy")
     if policy.refund_method not in ("original", "store_credit"):
         raise InvalidInput("refund_method must be original or store_credit",
+                           code="fulfilment.bad_policy")
+    if policy.refund_shipping not in SHIPPING_RULES:
+        raise InvalidInput(f"refund_shipping must be one of {', '.join(SHIPPING_RULES)}",
                            code="fulfilment.bad_policy")
     if not set(policy.reasons_needing_review) <= set(RETURN_REASONS):
         raise InvalidInput("unknown return reason in reasons_needing_review",

@@ -87,6 +87,9 @@ class Policy:
     refund_trigger: RefundTrigger = "first_scan"
     refund_method: str = "original"
     refund_sla_hours: int = 24
+    # Shipping paid back with returns: when the last unit comes back (full_return), spread
+    # over the lines like a discount (pro_rata), or never; see kunde.commerce.allocation.
+    refund_shipping: str = "full_return"
     auto_approve_returns: bool = True
     return_carrier: str = "postnord"
     reasons_needing_review: tuple[str, ...] = field(default_factory=tuple)

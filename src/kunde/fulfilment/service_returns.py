@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kunde.commerce.allocation import SHIPPING_RULES, ShippingRule
 from kunde.commerce.service_orders import OrderService
 from kunde.core.events import Event
 from kunde.core.ids import new_id
@@ -38,6 +39,11 @@ from kunde.messaging.service import MessagingService
 from kunde.store.database import UnitOfWork
 
 log = logging.getLogger("kunde.fulfilment")
+
+
+def _shipping_rule(policy: Policy) -> ShippingRule:
+    rule = policy.refund_shipping
+    return rule if rule in SHIPPING_RULES else "full_return"
 OPEN = ("requested", "approved", "in_transit", "received")
 
 
@@ -64,7 +70,11 @@ class ReturnService:
             raise ReturnRefused(f"the {policy.return_window_days}-day return window has closed",
                                 code="fulfilment.return_window_closed")
         chosen = await self._check_lines(order, lines)
-        amount = sum(ln["quantity"] * ln["unit_price_minor"] for ln in chosen)
+        # What the units are worth now (discounts and shipping allocated); the refund
+        # fixes the amount when it is made, as other refunds may come first.
+        amount = await self.kernel.service(OrderService).quote_refund(
+            order_id, {ln["line_id"]: ln["quantity"] for ln in chosen},
+            _shipping_rule(policy))
         review = not policy.auto_approve_returns or any(
             ln["reason"] in policy.reasons_needing_review for ln in chosen)
         return_id = new_id()
@@ -247,13 +257,17 @@ class ReturnService:
                 returns.c.refund_due_at.is_not(None), returns.c.refunded_at.is_(None))
                 .order_by(returns.c.refund_due_at).limit(limit))).all()
         done = failed = 0
+        rule = _shipping_rule(await self._policy()) if due else "full_return"
         for row in due:
             try:
+                # The amount is the returned units' share of what was paid, computed by
+                # commerce under the order's lock (never more than is left to refund).
                 result = await self.kernel.service(OrderService).refund(
-                    row.order_id, row.amount_minor, reason=f"return {row.rma}",
+                    row.order_id, None, reason=f"return {row.rma}",
                     method=row.refund_method, idempotency_key=f"return:{row.id}",
                     return_id=row.id,
-                    lines={ln["line_id"]: ln["quantity"] for ln in row.lines})
+                    lines={ln["line_id"]: ln["quantity"] for ln in row.lines},
+                    shipping_rule=rule)
             except Exception as exc:
                 log.warning("refund of return %s failed: %r", row.id, exc)
                 async with self.kernel.db.transaction() as uow:
@@ -271,13 +285,14 @@ class ReturnService:
             changed = await uow.execute(returns.update().where(
                 returns.c.id == row.id, returns.c.refunded_at.is_(None)).values(
                 refunded_at=now, status="refunded", refund_error=None,
+                amount_minor=int(result.get("amount_minor", row.amount_minor)),
                 refund_id=str(result.get("refund_id") or result.get("id") or "")))
             if changed.rowcount and row.customer_id:
                 uow.emit(Event.new("fulfilment.return_refunded", {
                     "return_id": row.id, "order_id": row.order_id,
                     "refund_id": result.get("refund_id") or result.get("id"),
-                    "amount_minor": row.amount_minor, "currency": row.currency,
-                    "trigger": row.refund_trigger,
+                    "amount_minor": int(result.get("amount_minor", row.amount_minor)),
+                    "currency": row.currency, "trigger": row.refund_trigger,
                     "seconds_to_refund": (now - row.refund_due_at).total_seconds()},
                     subject_id=row.customer_id, source="fulfilment"))
 
