@@ -79,7 +79,7 @@ async def test_rotate_master_rewraps_keys_and_old_data_stays_readable(kernel: Ke
 async def test_ropa_and_erase_commands(kernel: Kernel) -> None:
     ropa = kunde(kernel, "privacy", "ropa")
     assert ropa.returncode == 0 and "Record of processing activities" in ropa.stdout
-    assert "Retention: 3650 days" in ropa.stdout
+    assert "Retention: 3653 days" in ropa.stdout
     cid = new_id()
     async with kernel.db.transaction() as uow:
         uow.emit(Event.new("ingest.track", {"event": "x"}, subject_id=cid))

@@ -6,7 +6,8 @@ A request is a durable row that moves ``pending -> erased -> done``:
    while the profile is still readable) and a deadline (one month).
 2. One transaction calls every ``Feature.erase`` hook, adds the identifiers to the
    suppression list, shreds the data keys of the customer and every id merged into it,
-   records the audit entry and the receipt, and sets ``erased``. A crash before the
+   records the audit entry and the receipt, queues the receipt mail to the requester
+   (see `kunde.privacy.receipts`), and sets ``erased``. A crash before the
    commit rolls everything back and the request is still ``pending``: it runs again.
 3. After the commit the erasure is appended to the erasure log file under
    ``KUNDE_DATA_DIR`` (outside the database, so a restored backup cannot bring the
@@ -33,6 +34,7 @@ from kunde.core.ids import new_id
 from kunde.features import Feature, all_features
 from kunde.privacy.audit import AuditService
 from kunde.privacy.exports_store import delete_bundles
+from kunde.privacy.receipts import queue_receipt, requester_address
 from kunde.privacy.subjects import identifiers_of, subject_ids
 from kunde.privacy.suppression import SuppressionService
 from kunde.privacy.tables import erasure_requests, export_requests, shredded_subjects
@@ -55,6 +57,9 @@ class ErasureService:
     def __init__(self, kernel: Kernel, features: Sequence[Feature] | None = None) -> None:
         self.kernel = kernel
         self._features = list(features) if features is not None else None
+        # An e-mail given with a request (held in memory only): where the receipt goes
+        # when the profile has no address.
+        self._given_email: dict[str, str] = {}
 
     @property
     def features(self) -> list[Feature]:
@@ -81,7 +86,10 @@ class ErasureService:
                     erasure_requests.c.customer_id == customer_id,
                     erasure_requests.c.state.in_(OPEN_STATES)))).first()
             if existing is not None:
-                return str(existing.id)
+                request_id = str(existing.id)
+                if (identifiers or {}).get("email"):
+                    self._given_email[request_id] = str((identifiers or {})["email"])
+                return request_id
             request_id = new_id()
             await uow.execute(erasure_requests.insert().values(
                 id=request_id, customer_id=customer_id, requested_by=requested_by,
@@ -92,6 +100,8 @@ class ErasureService:
             await k.service(AuditService).record(
                 uow, requested_by, "privacy.erasure_requested", customer_id,
                 {"request_id": request_id, "channel": channel})
+        if (identifiers or {}).get("email"):
+            self._given_email[request_id] = str((identifiers or {})["email"])
         return request_id
 
     async def run(self, request_id: str) -> dict[str, Any]:
@@ -112,6 +122,10 @@ class ErasureService:
 
     async def _erase(self, request_id: str) -> None:
         k = self.kernel
+        head = await self.get(request_id)
+        # Where the receipt goes, read while the profile is still readable.
+        email, locale = await requester_address(k, head["customer_id"],
+                                                self._given_email.get(request_id))
         async with k.db.transaction() as uow:
             if uow.dialect == "sqlite":
                 # Overwrite deleted content instead of leaving it in free pages.
@@ -127,12 +141,16 @@ class ErasureService:
                                            [tuple(p) for p in row.suppress], request_id)
             receipt.update({"request_id": request_id, "customer_id": row.customer_id,
                             "requested_at": row.requested_at.isoformat()})
+            receipt["delivery"] = await queue_receipt(
+                k, uow, self.features, request_id, receipt, email, locale,
+                row.requested_at.date().isoformat())
             await k.service(AuditService).record(
                 uow, row.requested_by, "privacy.erased", row.customer_id,
                 {"request_id": request_id, "subject_ids": ids,
                  "features": receipt["features"], "keys_shredded": receipt["keys_shredded"]})
             await uow.execute(erasure_requests.update().where(
                 erasure_requests.c.id == request_id).values(state="erased", receipt=receipt))
+        self._given_email.pop(request_id, None)
 
     async def get(self, request_id: str) -> dict[str, Any]:
         async with self.kernel.db.read() as conn:

@@ -32,8 +32,14 @@ def jobs(kernel: Kernel) -> list[PeriodicJob]:
         report = await kernel.service(RetentionService).run()
         return ", ".join(f"{c}: {e.get('purged', 0)}" for c, e in report["classes"].items())
 
+    async def receipts() -> str:
+        from kunde.privacy.receipts import seal_receipts
+
+        return f"receipts sealed {await seal_receipts(kernel)}"
+
     return [
         PeriodicJob("privacy.requests", timedelta(seconds=2), requests),
+        PeriodicJob("privacy.receipts", timedelta(seconds=30), receipts),
         PeriodicJob("privacy.retention", timedelta(hours=24), retention,
                     timeout=timedelta(hours=1)),
     ]
