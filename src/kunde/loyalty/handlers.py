@@ -11,6 +11,7 @@ from kunde.loyalty.models import KNOWN_EVENTS
 from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.service_earn import EarnEngine
 from kunde.loyalty.service_merge import MERGE_EVENTS
+from kunde.loyalty.service_seasons import SeasonEnd
 from kunde.loyalty.service_tiers import TierReviews
 from kunde.loyalty.webhooks import LoyaltyWebhooks, consumer
 from kunde.store.consumers import Consumer
@@ -45,6 +46,9 @@ def jobs(kernel: Kernel) -> Sequence[PeriodicJob]:
     async def tier_reviews() -> str:
         return f"downgraded {await kernel.service(TierReviews).run_due()}"
 
+    async def seasons_due() -> str:
+        return f"finished {await kernel.service(SeasonEnd).run_due()} season standings"
+
     async def webhooks_due() -> str:
         return await kernel.service(LoyaltyWebhooks).send_due()
 
@@ -52,4 +56,5 @@ def jobs(kernel: Kernel) -> Sequence[PeriodicJob]:
         PeriodicJob("loyalty.webhooks", timedelta(seconds=5), webhooks_due),
         PeriodicJob("loyalty.lots", timedelta(minutes=5), lots_due),
         PeriodicJob("loyalty.tier_reviews", timedelta(hours=1), tier_reviews),
+        PeriodicJob("loyalty.season_end", timedelta(minutes=10), seasons_due),
     ]

@@ -17,6 +17,7 @@ from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.service_members import MemberViews
 from kunde.loyalty.service_programme import ProgrammeService, parse_programme, programme_from_data
 from kunde.loyalty.service_rewards import RewardService
+from kunde.loyalty.service_seasons import SeasonEnd
 from kunde.loyalty.service_teams import TeamService
 from kunde.loyalty.webhooks import LoyaltyWebhooks
 from kunde.web.deps import KernelDep
@@ -162,6 +163,15 @@ async def leaderboard(kernel: KernelDep, quest_id: FromPath[str]) -> list[dict[s
 
 
 # -- staff ---------------------------------------------------------------------------
+@get("/v1/loyalty/seasons/{season_id:str}/standings",
+     opt={"permission": "loyalty:read", "criticality": "background"}, tags=TAGS,
+     summary="Final standings of a finished season (by rank), once the season-end job ran")
+async def season_standings(kernel: KernelDep, season_id: FromPath[str],
+                           limit: FromQuery[int] = 50) -> dict[str, Any]:
+    return await kernel.service(SeasonEnd).standings(season_id, max(1, min(limit, 500)))
+
+
+
 @get("/v1/loyalty/programme", opt={"permission": "loyalty:read"}, tags=TAGS,
      summary="The current programme and its version")
 async def get_programme(kernel: KernelDep) -> dict[str, Any]:
@@ -224,4 +234,4 @@ async def add_webhook(kernel: KernelDep, data: JSONBody[WebhookIn]) -> dict[str,
 
 ROUTES = [member_overview, member_balance, member_history, member_quests, member_rewards,
           redeem, member_team, create_team, join_team, leave_team, leaderboard, get_programme,
-          put_programme, simulate, goodwill, analytics, add_webhook]
+          put_programme, simulate, goodwill, analytics, add_webhook, season_standings]

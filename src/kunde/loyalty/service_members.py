@@ -16,6 +16,7 @@ from kunde.loyalty.service_merge import live_id
 from kunde.loyalty.service_quests import QuestEngine
 from kunde.loyalty.service_referrals import ReferralGuard
 from kunde.loyalty.service_rewards import RewardService
+from kunde.loyalty.service_seasons import SeasonEnd, level_of
 from kunde.loyalty.service_tiers import qualifying_metrics, tier_progress
 from kunde.loyalty.tables import (
     accounts,
@@ -34,10 +35,6 @@ from kunde.loyalty.tables import (
 
 if TYPE_CHECKING:
     from kunde.kernel import Kernel
-
-
-def level_of(levels: list[int], xp: int) -> int:
-    return sum(1 for t in levels if xp >= t)
 
 
 class MemberViews:
@@ -64,11 +61,14 @@ class MemberViews:
                 badges.c.customer_id == cid).order_by(badges.c.awarded_at))).scalars().all())
             review = (await conn.execute(sa.select(members.c.tier_review_at).where(
                 members.c.customer_id == cid))).scalar()
+            finished = await self.kernel.service(SeasonEnd).results(conn, cid)
         out["tier_progress"] = tier_progress(prog, out["tier"], metrics)
         out["tier_review_at"] = review
         out["season"] = ({"id": season.id, "name": season.name, "xp": xp,
                           "level": level_of(season.levels, xp), "levels": season.levels,
                           "ends_at": season.ends_at} if season else None)
+        # Final standings of finished seasons (newest first): XP, level, rank, points won.
+        out["finished_seasons"] = finished
         return out
 
     async def quests(self, cid: str) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ from kunde.loyalty.tables import (
     quest_completions,
     quest_marks,
     rule_usage,
+    season_results,
     season_xp,
     streaks,
     team_members,
@@ -157,6 +158,7 @@ class MemberMerges:
             await self._copy_rows(uow, quest_marks, loser, survivor,
                                   quest_marks.c.team_id == team)
         await self._copy_rows(uow, quest_completions, loser, survivor)
+        await self._copy_rows(uow, season_results, loser, survivor)
         await uow.execute(member_segments.delete().where(member_segments.c.customer_id == loser))
 
     async def _move_tier(self, uow: UnitOfWork, loser: str, survivor: str,

@@ -133,8 +133,11 @@ class QuestEngine:
                 expires_at=await self.svc.expiry_for(now))
             entry_id = posted.txn_id if posted else None
         if q.xp:
-            season = q.season or (s.id if (s := (await self.svc.programme())
-                                           .active_season(now)) else None)
+            # XP counts toward a season only while it runs: after its end the standings
+            # are final, and the next season starts from zero.
+            prog = await self.svc.programme()
+            running = prog.active_season(now)
+            season = running.id if running and q.season in (None, running.id) else None
             if season:
                 await uow.execute(insert_ignore(uow.dialect, season_xp),
                                   {"customer_id": cid, "season_id": season, "xp": 0})
