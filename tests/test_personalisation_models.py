@@ -183,3 +183,52 @@ def test_offer_decisions_explain_eligibility_and_raise_for_valuable_customers_at
     tired = CustomerContext(tier="gold", segments=frozenset(), consents=frozenset(),
                             clv_minor=0, churn_risk=None, shown_recently={"web": 3})
     assert not any(x.eligible for x in decide(offers, tired, "web", fatigue_cap=3))
+
+
+LIFETIMES_PARETO = """
+import json, sys
+import numpy as np
+from lifetimes import ParetoNBDFitter
+d = np.load(sys.argv[1])
+f = ParetoNBDFitter(penalizer_coef=0.0).fit(d["x"], d["t_x"], d["T"])
+x, tx, T = np.array([0.0, 2, 2]), np.array([0.0, 30.43, 5]), np.array([38.86] * 3)
+print(json.dumps({**{k: float(f.params_[k]) for k in ("r", "alpha", "s", "beta")},
+    "p_alive": f.conditional_probability_alive(x, tx, T).tolist(),
+    "expected": f.conditional_expected_number_of_purchases_up_to_time(39, x, tx, T).tolist()}))
+"""
+
+
+def test_pareto_nbd_reproduces_published_cdnow_fit_and_lifetimes(cdnow: Path,
+                                                                   tmp_path: Path) -> None:
+    """Fader, Hardie & Lee (2005) on the CDNOW sample, 39-week calibration: r = 0.55,
+    alpha = 10.58, s = 0.61, beta = 11.67, LL = -9595.0. With LIFETIMES_PYTHON (an interpreter
+    with lifetimes 0.11.3, e.g. a separate venv) the same fit by `lifetimes`' ParetoNBDFitter
+    is compared in this test: parameters to 3 significant digits, P(alive) and expectations."""
+    import json
+    import subprocess
+
+    cust, day, value = datasets.load_cdnow_transactions(cdnow / "CDNOW_sample.txt")
+    calibration = day < 273
+    s = clv.summarise(cust[calibration], day[calibration], value[calibration], end_day=272)
+    m = clv.fit_pareto_nbd(s["x"], s["t_x"], s["T"])
+    assert (round(m.r, 2), round(m.alpha, 2), round(m.s, 2), round(m.beta, 2)) == (
+        0.55, 10.58, 0.61, 11.67)
+    assert round(m.log_likelihood, 1) == pytest.approx(-9595.0, abs=0.05)
+    x, tx, T = np.array([0.0, 2, 2]), np.array([0.0, 30.43, 5]), np.array([38.86] * 3)
+    p, e = m.p_alive(x, tx, T), m.expected_purchases(39, x, tx, T)
+    assert p[1] > p[0] > p[2] and 0 < e[0] < e[2] < e[1]
+    with pytest.raises(clv.FitError, match="Pareto/NBD needs"):
+        clv.fit_pareto_nbd(np.zeros(20), np.zeros(20), np.ones(20))
+
+    python = os.environ.get("LIFETIMES_PYTHON")
+    if not python:
+        return
+    arrays = tmp_path / "cdnow.npz"
+    np.savez(arrays, x=s["x"], t_x=s["t_x"], T=s["T"])
+    proc = subprocess.run([python, "-c", LIFETIMES_PARETO, str(arrays)],
+                          capture_output=True, text=True, check=True, timeout=300)
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    for k in ("r", "alpha", "s", "beta"):
+        assert sig3(getattr(m, k), theirs[k]), (k, getattr(m, k), theirs[k])
+    assert p == pytest.approx(theirs["p_alive"], rel=1e-3)
+    assert e == pytest.approx(theirs["expected"], rel=1e-3)

@@ -1,4 +1,4 @@
-"""Customer lifetime value: BG/NBD purchase model and Gamma-Gamma spend model.
+"""Customer lifetime value: BG/NBD and Pareto/NBD purchase models, Gamma-Gamma spend model.
 
 Pure numpy/scipy. Customers are summarised as (x, t_x, T): repeat purchases, time of the
 last purchase and age, all measured from the first purchase in one time unit (weeks in the
@@ -172,6 +172,98 @@ def fit_bgnbd(x: FloatArray, t_x: FloatArray, T: FloatArray) -> BgNbd:
         best = alt if alt.fun < best.fun else best
     r, alpha, a, b = np.exp(best.x)
     return BgNbd(float(r), float(alpha), float(a), float(b), float(-best.fun * prepared.wsum))
+
+
+@dataclass(frozen=True)
+class ParetoNbd:
+    """Pareto/NBD (Schmittlein, Morrison & Colombo 1987): Poisson purchases at a gamma(r, alpha)
+    rate while alive, exponential lifetimes at a gamma(s, beta) dropout rate."""
+
+    r: float
+    alpha: float
+    s: float
+    beta: float
+    log_likelihood: float
+
+    def _parts(self, x: FloatArray, t_x: FloatArray, T: FloatArray
+               ) -> tuple[FloatArray, FloatArray]:
+        """Per customer: log-likelihood and its "alive at T" term."""
+        params = np.array([self.r, self.alpha, self.s, self.beta])
+        ll = pareto_nbd_individual_ll(params, x, t_x, T)
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        alive = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+                 + s * np.log(beta) - (r + x) * np.log(alpha + T) - s * np.log(beta + T))
+        return ll, alive
+
+    def p_alive(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> FloatArray:
+        """P(the customer has not dropped out) given their history (Fader & Hardie 2005,
+        "A note on deriving the Pareto/NBD model", eq. 36)."""
+        x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+        ll, alive = self._parts(x, t_x, T)
+        return np.asarray(np.exp(np.minimum(alive - ll, 0.0)), dtype=np.float64)
+
+    def expected_purchases(self, t: float, x: FloatArray, t_x: FloatArray,
+                           T: FloatArray) -> FloatArray:
+        """Expected number of purchases in the next ``t`` time units (ibid., eq. 41)."""
+        x, t_x, T = (np.asarray(v, dtype=np.float64) for v in (x, t_x, T))
+        ll, alive = self._parts(x, t_x, T)
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        rate = np.log(r + x) + np.log(beta + T) - np.log(alpha + T)
+        if abs(s - 1.0) < 1e-9:  # the limit s → 1
+            horizon = np.log(np.log((beta + T + t) / (beta + T)))
+        else:
+            horizon = np.log((1 - ((beta + T) / (beta + T + t)) ** (s - 1)) / (s - 1))
+        return np.asarray(np.exp(alive + rate + horizon - ll), dtype=np.float64)
+
+
+def pareto_nbd_individual_ll(params: FloatArray, x: FloatArray, t_x: FloatArray,
+                             T: FloatArray) -> FloatArray:
+    """Pareto/NBD log-likelihood per (x, t_x, T) (Fader & Hardie 2005 note, eqs. 18-20)."""
+    r, alpha, s, beta = (float(v) for v in params)
+    rsx = r + s + x
+    b_arg: FloatArray | float
+    if alpha >= beta:
+        big, small_gap, b_arg = alpha, alpha - beta, s + 1.0
+    else:
+        big, small_gap, b_arg = beta, beta - alpha, r + x
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q1, q2 = big + t_x, big + T
+        la = np.log(special.hyp2f1(rsx, b_arg, rsx + 1.0, small_gap / q1)) - rsx * np.log(q1)
+        lb = np.log(special.hyp2f1(rsx, b_arg, rsx + 1.0, small_gap / q2)) - rsx * np.log(q2)
+        # A0 = exp(la) - exp(lb) >= 0 (t_x <= T); zero when the last purchase is at T.
+        log_a0 = la + np.log1p(-np.exp(np.minimum(lb - la, 0.0)))
+        a1 = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+              + s * np.log(beta))
+        a2 = np.logaddexp(-(r + x) * np.log(alpha + T) - s * np.log(beta + T),
+                          np.log(s) + log_a0 - np.log(rsx))
+    return np.asarray(a1 + a2, dtype=np.float64)
+
+
+def fit_pareto_nbd(x: FloatArray, t_x: FloatArray, T: FloatArray) -> ParetoNbd:
+    """Maximum-likelihood Pareto/NBD parameters (BFGS on log-parameters, numerical gradient,
+    over distinct (x, t_x, T) histories)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 10 or not np.any(x > 0):
+        raise FitError("Pareto/NBD needs at least 10 customers and some repeat purchases")
+    (ux, ut, uT), w = _compress(x, t_x, T)
+    total = float(w.sum())
+
+    def nll(logp: FloatArray) -> float:
+        if np.any(np.abs(logp) > 30):
+            return 1e10
+        ll = pareto_nbd_individual_ll(np.exp(logp), ux, ut, uT)
+        value = -float((w * ll).sum()) / total
+        return value if np.isfinite(value) else 1e10
+
+    best = optimize.minimize(nll, np.zeros(4), method="BFGS", options={"gtol": 1e-8})
+    alt = optimize.minimize(nll, np.log([0.5, float(np.mean(T)) or 1.0, 0.5, float(
+        np.mean(T)) or 1.0]), method="BFGS", options={"gtol": 1e-8})
+    best = alt if alt.fun < best.fun else best
+    # Polish with Nelder-Mead: the likelihood surface is flat along (s, beta).
+    best = optimize.minimize(nll, best.x, method="Nelder-Mead",
+                             options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000})
+    r, alpha, s, beta = np.exp(best.x)
+    return ParetoNbd(float(r), float(alpha), float(s), float(beta), float(-best.fun * total))
 
 
 def gamma_gamma_log_likelihood(params: FloatArray, x: FloatArray, m: FloatArray,
