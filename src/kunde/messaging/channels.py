@@ -30,6 +30,8 @@ class Outgoing:
     template: str
     purpose: str
     locale: str
+    # Conversation headers (Message-ID, Reply-To, In-Reply-To, References), when asked for.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class EmailChannel(Protocol):
@@ -50,7 +52,11 @@ class SmtpChannel:
                 msg["From"] = self.mail_from
                 msg["To"] = item.recipient
                 msg["Subject"] = item.subject
-                msg["Message-ID"] = make_msgid(idstring=item.message_id)
+                given = dict(item.headers)
+                msg["Message-ID"] = given.pop("Message-ID", None) or make_msgid(
+                    idstring=item.message_id)
+                for name, value in given.items():
+                    msg[name] = value
                 msg["X-Kunde-Message-Id"] = item.message_id
                 msg["Content-Language"] = item.locale
                 msg.set_content(item.body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -28,6 +29,47 @@ _ID_NAMESPACE = uuid.UUID("6d0c7a51-3f7e-4b43-9a3c-2f1f5b8e0d11")
 def message_id_for(idempotency_key: str) -> str:
     """The message id a key always maps to, so a retried enqueue finds its message."""
     return str(uuid.uuid5(_ID_NAMESPACE, "message\x1f" + idempotency_key))
+
+
+# -- threading headers -------------------------------------------------------
+# A sender may give an email its conversation headers through context keys:
+# ``message_id`` (a stable Message-ID), ``reply_to_local`` (the local part of a
+# Reply-To on the inbound mail domain), ``in_reply_to`` and ``references``.
+# Anything that is not a well-formed id or local part is ignored, never sent.
+_MSG_ID_RE = re.compile(r"<[^<>\s@]{1,200}@[^<>\s@]{1,200}>")
+_LOCAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+MAX_REFERENCES = 20
+
+
+def _msg_ids(value: object) -> list[str]:
+    items = value if isinstance(value, list | tuple) else str(value or "").split()
+    return [str(i) for i in items if _MSG_ID_RE.fullmatch(str(i))]
+
+
+def mail_domain(mail_from: str, inbound_domain: str = "") -> str:
+    """The domain replies should go to: the configured inbound one, else mail_from's."""
+    if inbound_domain.strip():
+        return inbound_domain.strip().lower()
+    address = mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
+    return address.rpartition("@")[2].lower() or "localhost"
+
+
+def thread_headers(context: dict[str, object], domain: str) -> tuple[tuple[str, str], ...]:
+    """Message-ID, Reply-To, In-Reply-To and References asked for by the context."""
+    out: list[tuple[str, str]] = []
+    message_id = _msg_ids([context.get("message_id")])
+    if message_id:
+        out.append(("Message-ID", message_id[0]))
+    local = str(context.get("reply_to_local") or "")
+    if local and _LOCAL_RE.fullmatch(local):
+        out.append(("Reply-To", f"{local}@{domain}"))
+    in_reply_to = _msg_ids([context.get("in_reply_to")])
+    if in_reply_to:
+        out.append(("In-Reply-To", in_reply_to[0]))
+    references = _msg_ids(context.get("references"))[-MAX_REFERENCES:]
+    if references:
+        out.append(("References", " ".join(references)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

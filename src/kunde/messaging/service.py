@@ -29,9 +29,11 @@ from kunde.messaging.models import (
     Breakers,
     MessagingPolicy,
     backoff,
+    mail_domain,
     message_id_for,
     needs_consent,
     send_not_before,
+    thread_headers,
 )
 from kunde.messaging.render import TemplateMissing, render, template_exists
 from kunde.messaging.tables import messages, webhook_endpoints
@@ -62,6 +64,7 @@ class MessagingService:
         self.policy = MessagingPolicy()
         self.breakers = Breakers(self.policy)
         self.email = SmtpChannel(s.smtp_host, s.smtp_port, s.mail_from)
+        self.reply_domain = mail_domain(s.mail_from, s.inbound_mail_domain)
         self.webhook = WebhookChannel()
 
     # -- enqueue ---------------------------------------------------------------
@@ -221,7 +224,8 @@ class MessagingService:
             raise PermanentFailure(str(exc)) from exc
         return Outgoing(message_id=row.id, customer_id=row.customer_id, recipient=recipient,
                         subject=subject, body=body, template=row.template,
-                        purpose=row.purpose, locale=locale)
+                        purpose=row.purpose, locale=locale,
+                        headers=thread_headers(context, self.reply_domain))
 
     async def _decrypt(self, conn: Any, customer_id: str, blob: bytes) -> str | None:
         # The vault reads keys through a unit of work's execute(); a read connection
