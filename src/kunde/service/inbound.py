@@ -226,7 +226,7 @@ class InboundMailService:
         actor = Actor("customer" if customer_id else "contact", customer_id, "email")
         await self.cases.add_message_in(
             uow, case_id, direction="in", channel="email", actor=actor, body=mail.body,
-            email_message_id=mail.message_id or f"<{new_id()}@inbound.kunde>",
+            email_message_id=mail.message_id or f"<{new_id()}{models.SYNTHETIC_ID_SUFFIX}",
             case=case if outcome == "threaded" else None)
         return {"outcome": outcome, "case_id": case_id}
 

@@ -122,6 +122,31 @@ def token_in(subject: str, recipients: list[str]) -> str | None:
     return None
 
 
+# -- email threading headers -----------------------------------------------------------------
+# Message-ID of a mail that came without one (stored so a redelivery is still recognised);
+# such ids never go into the References of a reply.
+SYNTHETIC_ID_SUFFIX = "@inbound.kunde>"
+MAX_REFERENCES = 20
+
+
+def reply_message_id(message_id: str, token: str, domain: str) -> str:
+    """The stable Message-ID of an agent's reply: its thread message id and the case token."""
+    return f"<{message_id}.{token}@{domain}>"
+
+
+def reply_local_part(token: str) -> str:
+    """Local part of the Reply-To of a case's mail: ``case+TOKEN`` threads any answer."""
+    return f"case+{token}"
+
+
+def mail_domain(mail_from: str, inbound_domain: str = "") -> str:
+    """The domain whose mail reaches Kunde: the configured one, else that of mail_from."""
+    if inbound_domain.strip():
+        return inbound_domain.strip().lower()
+    address = mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
+    return address.rpartition("@")[2].lower() or "localhost"
+
+
 def strip_subject(subject: str) -> str:
     """The subject without reply prefixes and our tag, for a new case's title."""
     s = TOKEN_RE.sub("", subject or "").strip()

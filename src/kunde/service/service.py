@@ -179,24 +179,49 @@ class CaseService:
         async with self.kernel.db.transaction() as uow:
             case = await self._case_for_update(uow, case_id)
             message_id = new_id()
-            email_id = f"<{message_id}.{case.token}@kunde>"
+            email_id = models.reply_message_id(message_id, case.token, self.mail_domain)
             if case.customer_id:
                 subject = await self.kernel.vault.decrypt_field(uow, case.vault_subject,
                                                                 case.subject_enc) or ""
+                in_reply_to, references = await self._email_thread(uow, case_id)
                 delivery = await enqueue_message(
                     self.kernel, uow, customer_id=case.customer_id,
                     template="service_case_reply", purpose="transactional",
                     locale=case.locale, idempotency_key=f"service-reply:{message_id}",
                     context={"case_token": case.token, "body": body,
                              "subject": f"{models.subject_tag(case.token)} {subject}",
-                             "reply_to_local": f"case+{case.token}", "message_id": email_id,
-                             "agent_name": actor.name})
+                             "reply_to_local": models.reply_local_part(case.token),
+                             "message_id": email_id, "in_reply_to": in_reply_to,
+                             "references": references, "agent_name": actor.name})
             else:
                 # Never mail an unverified address through a customer's channel.
                 delivery = "not_sent:unverified_contact"
             return await self.add_message_in(
                 uow, case_id, direction="out", channel=channel, actor=actor, body=body,
                 email_message_id=email_id, delivery=delivery, message_id=message_id)
+
+    async def _email_thread(self, uow: UnitOfWork, case_id: str
+                            ) -> tuple[str | None, list[str]]:
+        """(In-Reply-To, References) of a reply: the customer's latest mail on the case and
+        the Message-IDs of the mails exchanged so far, oldest first."""
+        rows = (await uow.execute(sa.select(
+            service_messages.c.direction, service_messages.c.email_message_id,
+            service_messages.c.delivery).where(
+                service_messages.c.case_id == case_id, service_messages.c.channel == "email",
+                service_messages.c.email_message_id.is_not(None)).order_by(
+                    service_messages.c.created_at, service_messages.c.id))).all()
+        ids = [r.email_message_id for r in rows
+               if (r.direction == "in" and not r.email_message_id.endswith(
+                   models.SYNTHETIC_ID_SUFFIX))
+               or (r.direction == "out" and (r.delivery or "").startswith("queued:"))]
+        in_reply_to = next((r.email_message_id for r in reversed(rows)
+                            if r.direction == "in" and r.email_message_id in ids), None)
+        return in_reply_to, ids[-models.MAX_REFERENCES:]
+
+    @property
+    def mail_domain(self) -> str:
+        s = self.kernel.settings
+        return models.mail_domain(s.mail_from, s.inbound_mail_domain)
 
     # -- changing ------------------------------------------------------------------------
     async def update(self, case_id: str, actor: Actor, *, status: str | None = None,
