@@ -52,10 +52,17 @@ def consumers(kernel: Kernel) -> Sequence[Consumer]:
                     service_cases.c.vault_subject == p["restored_id"]).values(
                         customer_id=p["restored_id"]))
 
+    async def erased_contacts(uow: UnitOfWork, events: Sequence[Event]) -> None:
+        from kunde.service.privacy import forget_suppressed_contacts
+
+        await forget_suppressed_contacts(kernel, uow, events)
+
     return [
         Consumer(name="service.auto_cases", handle=auto.handle, types=CASE_TYPES),
         Consumer(name="service.feedback_triggers", handle=asks.handle, types=FEEDBACK_TYPES),
         Consumer(name="service.merges", handle=merges, types=MERGE_TYPES),
+        Consumer(name="service.erased_contacts", handle=erased_contacts,
+                 types=frozenset({"privacy.customer_erased"})),
     ]
 
 

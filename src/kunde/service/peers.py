@@ -57,6 +57,25 @@ async def resolve_email(kernel: Kernel, email: str) -> str | None:
     return str(cid) if cid else None
 
 
+async def customer_emails(kernel: Kernel, customer_id: str) -> set[str]:
+    """Every email address profiles knows for the customer (empty when profiles is absent)."""
+    found: set[str] = set()
+    profile = await profile_of(kernel, customer_id)
+    if profile and isinstance(profile.get("email"), str):
+        found.add(profile["email"])
+    profiles = peer(kernel, "profiles")
+    if has(profiles, "identities"):
+        assert profiles is not None
+        try:
+            linked = await profiles.identities(customer_id)
+        except Exception as exc:  # an unknown or erased customer has no identities
+            log.info("identities of %s not readable: %r", customer_id, exc)
+            linked = []
+        found.update(str(i["value"]) for i in linked
+                     if isinstance(i, dict) and i.get("kind") == "email" and i.get("value"))
+    return found
+
+
 async def profile_of(kernel: Kernel, customer_id: str) -> dict[str, Any] | None:
     profiles = peer(kernel, "profiles")
     if not has(profiles, "get_profile"):
