@@ -69,15 +69,19 @@ async def test_merge_moves_points_lots_tier_and_progress_once(kernel: Kernel) ->
     await drain(kernel)
 
     sa_, sb = await summary(kernel, a), await summary(kernel, b)
-    assert sa_["balance"] == before_a["balance"] + before_b["balance"]
+    # Both balances, plus the quest the combined progress completes (below).
+    assert sa_["balance"] == before_a["balance"] + before_b["balance"] + 150
     assert sa_["pending"] == before_a["pending"] + before_b["pending"] == 600
     assert (sb["balance"], sb["pending"], sb["member"]) == (0, 0, False)
     assert sa_["tier"] == "silver"  # the higher tier of the two
     assert ("merge_in", before_b["balance"]) in await kinds(kernel, a)
     assert ("merge_out", -before_b["balance"]) in await kinds(kernel, b)
-    # Quest progress follows: the categories bought on both records count together.
+    # Quest progress follows: the categories bought on both records count together,
+    # completing "three categories this month" at once.
     quests = {q["id"]: q for q in await kernel.service(MemberViews).quests(a)}
     assert quests["three_categories"]["steps"][0]["done"] == 3
+    assert quests["three_categories"]["completed"] is True
+    assert ("quest", 150) in await kinds(kernel, a)
     # Tier progress counts the merged record's earning history.
     ov = await kernel.service(MemberViews).overview(a)
     assert ov["tier_progress"]["metrics"]["points"] >= 500 + 100

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from kunde.core.events import Event
 from kunde.loyalty import ledger
 from kunde.loyalty.service import LoyaltyService
+from kunde.loyalty.service_quests import QuestEngine
 from kunde.loyalty.tables import (
     badges,
     member_segments,
@@ -153,11 +154,14 @@ class MemberMerges:
         await self._move_streaks(uow, loser, survivor)
         team = await self._move_team(uow, loser, survivor)
         # Individual quest progress, and team progress when the survivor is in that team.
-        await self._copy_rows(uow, quest_marks, loser, survivor, quest_marks.c.team_id.is_(None))
+        solo = await self._copy_rows(uow, quest_marks, loser, survivor,
+                                     quest_marks.c.team_id.is_(None))
         if team is not None:
             await self._copy_rows(uow, quest_marks, loser, survivor,
                                   quest_marks.c.team_id == team)
         await self._copy_rows(uow, quest_completions, loser, survivor)
+        await self._complete_combined(uow, survivor, {(r.quest_id, r.round) for r in solo},
+                                      now)
         await self._copy_rows(uow, season_results, loser, survivor)
         await uow.execute(member_segments.delete().where(member_segments.c.customer_id == loser))
 
@@ -193,16 +197,31 @@ class MemberMerges:
             ).values({c: table.c[c] + int(getattr(r, c)) for c in counters}))
         await uow.execute(table.delete().where(table.c.customer_id == loser))
 
+    async def _complete_combined(self, uow: UnitOfWork, survivor: str,
+                                 rounds: set[tuple[str, str]], now: datetime) -> None:
+        """Solo quests the combined progress now completes are completed (and rewarded)
+        at once; one either record had completed stays completed, never rewarded twice."""
+        quests = {q.id: q for q in (await self.svc.programme()).quests if not q.team}
+        engine = QuestEngine(self.kernel)
+        for quest_id, rnd in sorted(rounds):
+            q = quests.get(quest_id)
+            if q is None or await engine.completed(uow, survivor, q.id, rnd):
+                continue
+            counts = await engine.step_counts(uow, survivor, q, rnd)
+            if all(counts[i] >= s.count for i, s in enumerate(q.steps)):
+                await engine.complete(uow, survivor, q, rnd, now)
+
     @staticmethod
     async def _copy_rows(uow: UnitOfWork, table: sa.Table, loser: str, survivor: str,
-                         *where: Any) -> None:
+                         *where: Any) -> list[Any]:
         """Rows keyed by customer: the survivor gets the loser's (duplicates collapse)."""
         cond = [table.c.customer_id == loser, *where]
-        rows = (await uow.execute(sa.select(table).where(*cond))).all()
+        rows = list((await uow.execute(sa.select(table).where(*cond))).all())
         if rows:
             await uow.execute(insert_ignore(uow.dialect, table),
                               [{**r._mapping, "customer_id": survivor} for r in rows])
         await uow.execute(table.delete().where(*cond))
+        return rows
 
     @staticmethod
     async def _move_streaks(uow: UnitOfWork, loser: str, survivor: str) -> None:

@@ -92,7 +92,7 @@ class QuestEngine:
             owner = str(team) if q.team else cid
             counts = await self.step_counts(uow, owner, q, rnd)
             if all(counts[i] >= s.count for i, s in enumerate(q.steps)):
-                await self._complete(uow, owner, q, rnd, now)
+                await self.complete(uow, owner, q, rnd, now)
 
     async def completed(self, conn: Any, owner: str, quest_id: str, rnd: str) -> bool:
         return (await conn.execute(sa.select(quest_completions.c.quest_id).where(
@@ -107,8 +107,9 @@ class QuestEngine:
             .group_by(quest_marks.c.step))).all())
         return [int(rows.get(i, 0)) for i in range(len(q.steps))]
 
-    async def _complete(self, uow: UnitOfWork, owner: str, q: Quest, rnd: str,
-                        now: datetime) -> None:
+    async def complete(self, uow: UnitOfWork, owner: str, q: Quest, rnd: str,
+                       now: datetime) -> None:
+        """Complete the round and reward (every member, for a team) — once per round."""
         won = await uow.execute(insert_ignore(uow.dialect, quest_completions), {
             "customer_id": owner, "quest_id": q.id, "round": rnd, "completed_at": now})
         if won.rowcount != 1:
