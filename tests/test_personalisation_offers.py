@@ -194,3 +194,26 @@ async def test_reserved_units_are_not_free(kernel: Kernel) -> None:
             variants.c.sku == "POT-BLU"))).scalar()
         await uow.execute(stock.update().where(stock.c.variant_id == vid).values(reserved=5))
     assert await unavailable(kernel, ["POT-BLU", "TEA-GRN"]) == {"POT-BLU"}
+
+
+async def test_personal_inputs_are_read_once_per_visit_and_dropped_on_change(
+        kernel: Kernel) -> None:
+    ids = await shop(kernel)
+    svc = kernel.service(RecommendationService)
+    await svc.train(config=SMALL)
+    calls = 0
+    read = svc._personal_inputs
+
+    async def counted(cid: str) -> tuple[object, ...]:
+        nonlocal calls
+        calls += 1
+        return await read(cid)
+
+    svc._personal_inputs = counted  # type: ignore[method-assign,assignment]
+    for context in ("home", "product:TEA-GRN", "cart"):
+        assert (await svc.recommend(ids["ann"], context, 5))["personal"] is True
+    assert calls == 1  # one read for the three contexts of the visit
+    await kernel.service(ConsentService).withdraw(ids["ann"], "personalisation")
+    svc.forget([ids["ann"]])  # what the consent.changed handler does after commit
+    assert (await svc.recommend(ids["ann"], "product:MUG-RED", 5))["personal"] is False
+    assert calls == 1

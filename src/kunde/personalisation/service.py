@@ -59,6 +59,8 @@ class RecommendationService:
         self._cache: OrderedDict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = (
             OrderedDict())
         self._by_customer: dict[str, set[tuple[Any, ...]]] = {}
+        # customer -> (cached at, (skus, kinds, POSIX times, segment) or None: not personal)
+        self._people: OrderedDict[str, tuple[float, tuple[Any, ...] | None]] = OrderedDict()
         self._lock = asyncio.Lock()
         self._checked = 0.0
         self._items_cache: tuple[float, dict[str, float], frozenset[str]] = (
@@ -116,6 +118,7 @@ class RecommendationService:
                       "items": int(ms.items.size)}
         self._cache.clear()
         self._by_customer.clear()
+        self._people.clear()
 
     async def _popularity_fallback(self) -> ModelSet:
         q = (sa.select(interactions.c.sku, sa.func.max(interactions.c.category),
@@ -170,26 +173,62 @@ class RecommendationService:
 
     # -- serving --------------------------------------------------------------------
     def forget(self, customer_ids: Iterable[str]) -> None:
-        """Drop cached responses of these customers (new interactions, erasure)."""
+        """Drop cached responses and personal inputs of these customers (new interactions,
+        consent changes, erasure)."""
         for cid in customer_ids:
+            self._people.pop(cid, None)
             for key in self._by_customer.pop(cid, set()):
                 self._cache.pop(key, None)
 
-    async def _personal_inputs(self, customer_id: str) -> tuple[History, str | None]:
-        """The customer's own history and first segment, read on one connection."""
-        now = self.kernel.clock.now()
-        q = (sa.select(interactions.c.sku, interactions.c.kind, interactions.c.occurred_at)
-             .where(interactions.c.customer_id == customer_id)
-             .order_by(interactions.c.occurred_at.desc()).limit(HISTORY_LIMIT))
-        seg = (sa.select(segment_members.c.segment)
+    async def _personal_state(self, customer_id: str | None
+                              ) -> tuple[History | None, str | None]:
+        """The customer's history and first segment when they granted ``personalisation``
+        consent, else ``(None, None)``.
+
+        Kept per customer for ``CACHE_SECONDS`` under the same rules as cached responses
+        (dropped by `forget`), so further contexts of the same visit need no database
+        round trip. Ages are computed at each request."""
+        if not customer_id:
+            return None, None
+        now = time.monotonic()
+        hit = self._people.get(customer_id)
+        if hit is None or now - hit[0] >= CACHE_SECONDS:
+            inputs = None
+            if await consent_port(self.kernel).is_allowed(customer_id, "personalisation"):
+                inputs = await self._personal_inputs(customer_id)
+            hit = (now, inputs)
+            self._people[customer_id] = hit
+            self._people.move_to_end(customer_id)
+            while len(self._people) > CACHE_SIZE:
+                self._people.popitem(last=False)
+        if hit[1] is None:
+            return None, None
+        skus, kinds, stamps, segment = hit[1]
+        at = self.kernel.clock.now().timestamp()
+        return History(skus, kinds, tuple((at - t) / 86400.0 for t in stamps)), segment
+
+    async def _personal_inputs(self, customer_id: str) -> tuple[
+            tuple[str, ...], tuple[str, ...], tuple[float, ...], str | None]:
+        """The customer's own recent interactions (SKU, kind, POSIX time) and first segment,
+        in one statement."""
+        recent = (sa.select(interactions.c.sku, interactions.c.kind, interactions.c.occurred_at,
+                            sa.literal(None, sa.String).label("segment"))
+                  .where(interactions.c.customer_id == customer_id)
+                  .order_by(interactions.c.occurred_at.desc()).limit(HISTORY_LIMIT)
+                  .subquery())
+        seg = (sa.select(sa.literal(None, sa.String), sa.literal(None, sa.String),
+                         sa.literal(None, interactions.c.occurred_at.type),
+                         segment_members.c.segment)
                .where(segment_members.c.customer_id == customer_id)
-               .order_by(segment_members.c.segment).limit(1))
+               .order_by(segment_members.c.segment).limit(1).subquery())
+        q = sa.union_all(sa.select(recent), sa.select(seg))
         async with self.kernel.db.read() as conn:
             rows = (await conn.execute(q)).all()
-            segment = (await conn.execute(seg)).scalar()
-        history = History(tuple(r[0] for r in rows), tuple(r[1] for r in rows),
-                          tuple((now - r[2]).total_seconds() / 86400.0 for r in rows))
-        return history, segment
+        history = [r for r in rows if r[3] is None]
+        history.sort(key=lambda r: r[2], reverse=True)
+        segment = next((str(r[3]) for r in rows if r[3] is not None), None)
+        return (tuple(r[0] for r in history), tuple(r[1] for r in history),
+                tuple(r[2].timestamp() for r in history), segment)
 
     async def _item_rules(self) -> tuple[dict[str, float], frozenset[str]]:
         """Boosts and unavailable products (catalogue-wide, not personal): cached briefly.
@@ -252,12 +291,8 @@ class RecommendationService:
             picks = hit[1]
             personal = bool(picks and picks[0].get("_personal"))
         else:
-            history = None
-            segment = None
-            if customer_id and await consent_port(self.kernel).is_allowed(
-                    customer_id, "personalisation"):
-                history, segment = await self._personal_inputs(customer_id)
-                personal = True
+            history, segment = await self._personal_state(customer_id)
+            personal = history is not None
             cart_skus = tuple(cart or ())
             if context == "cart" and not cart_skus and history is not None:
                 cart_skus = _open_cart(history)
