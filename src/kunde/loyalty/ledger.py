@@ -310,6 +310,10 @@ async def transfer_member(
         return None
     for cid in sorted((loser, survivor)):  # one lock order: no deadlock between merges
         await lock_member(uow, cid)
+    # Both of the loser's accounts: a concurrent credit to pending either commits before
+    # we read the balances (and its lot moves with the rest) or waits for us.
+    await uow.execute(accounts.update().where(accounts.c.customer_id == loser)
+                      .values(balance=accounts.c.balance))
     bal = await balances(uow, loser)
     avail, pend = bal["available"], bal["pending"]
     out = await post(

@@ -45,6 +45,10 @@ def view_of(event: Event) -> EventView:
     return EventView(event.type, payload, channel, event.occurred_at)
 
 
+class MergedMeanwhile(RuntimeError):
+    """The event's customer was merged concurrently; the consumer retries the event."""
+
+
 class EarnEngine:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -75,7 +79,18 @@ class EarnEngine:
         if event.type in ("segments.entered", "segments.left"):
             await self._segment(uow, cid, event)  # per record: a merged one is left anyway
             return
+        subject = cid
         cid = await live_id(uow, cid)  # a merged record's late events count for its survivor
+        await self._earn(uow, event, cid, cp, now)
+        if uow.dialect == "postgresql" and cid == subject and await live_id(uow, cid) != cid:
+            # A merge of this record committed while we wrote to it (another worker, another
+            # partition): what we credited would stay behind. Roll back; the retry credits
+            # the survivor. (SQLite runs one writer at a time: no such race.)
+            raise MergedMeanwhile(f"customer {cid} was merged while its event was handled")
+
+    async def _earn(self, uow: UnitOfWork, event: Event, cid: str, cp: CompiledProgramme,
+                    now: datetime) -> None:
+        assert event.payload is not None
         if event.type == "fulfilment.goodwill_granted":
             p = event.payload
             target = await live_id(uow, str(p.get("customer_id") or cid))
