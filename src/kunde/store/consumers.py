@@ -79,6 +79,8 @@ class ConsumerRunner:
         self.consumers = list(consumers)
         self.owned = owned
         self.idle_wait = idle_wait
+        # Events read per round for all consumers together.
+        self.window = max((c.batch_size for c in consumers), default=500)
         self.stats = {c.name: ConsumerStats() for c in consumers}
 
     async def ensure_offsets(self) -> None:
@@ -104,14 +106,81 @@ class ConsumerRunner:
                 await self.db.committed.wait(self.idle_wait)
 
     async def run_once(self) -> int:
-        """One batch for every consumer over the owned partitions; returns events handled."""
+        """One batch for every consumer over the owned partitions; returns events handled.
+
+        The log is read and decrypted once for all consumers, from the lowest cursor of
+        each partition; every consumer takes the part of that window after its own
+        cursors. Consumers that want none of their part only move their positions, all
+        of them in one transaction. A consumer whose cursors lie beyond the shared
+        window (others lag far behind it) reads on its own, so no one waits for a
+        laggard.
+        """
         owned = self.owned()
         if not owned:
             return 0
+        cursors = await self._all_cursors(owned)
+        if not cursors:
+            return 0
+        floor: dict[int, int] = {}
+        for per in cursors.values():
+            for p, pos in per.items():
+                floor[p] = min(pos, floor.get(p, pos))
+        async with self.db.read() as conn:
+            window = await self.log.read(conn, after=min(floor.values()), cursors=floor,
+                                         limit=self.window)
+        if not window:
+            return 0
+        end = window[-1].position
         total = 0
+        idle: list[tuple[Consumer, list[Event], dict[int, int]]] = []
         for consumer in self.consumers:
-            total += await self._run_consumer(consumer, owned)
+            mine_cursors = cursors.get(consumer.name)
+            if not mine_cursors:
+                continue
+            mine = [e for e in window if e.position > mine_cursors.get(e.partition, end)]
+            if not mine:
+                if len(window) >= self.window and min(mine_cursors.values()) >= end:
+                    total += await self._run_consumer(consumer, owned)
+                continue
+            mine = mine[:consumer.batch_size]
+            if any(consumer.wants(e) for e in mine):
+                total += await self._run_batch(consumer, mine, mine_cursors)
+            else:
+                idle.append((consumer, mine, mine_cursors))
+        if idle:
+            total += await self._advance_idle(idle)
         return total
+
+    async def _all_cursors(self, owned: Iterable[int]) -> dict[str, dict[int, int]]:
+        names = [c.name for c in self.consumers]
+        out: dict[str, dict[int, int]] = {}
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                sa.select(consumer_offsets.c.consumer, consumer_offsets.c.partition,
+                          consumer_offsets.c.position).where(
+                    consumer_offsets.c.consumer.in_(names),
+                    consumer_offsets.c.partition.in_(list(owned)),
+                )
+            )
+            for name, p, pos in rows:
+                out.setdefault(str(name), {})[int(p)] = int(pos)
+        return out
+
+    async def _advance_idle(
+        self, idle: Sequence[tuple[Consumer, list[Event], dict[int, int]]]
+    ) -> int:
+        try:
+            async with self.db.transaction() as uow:
+                for consumer, mine, cursors in idle:
+                    await self._advance(uow, consumer.name, mine, cursors)
+        except PositionMoved:
+            return 0
+        loop_time = asyncio.get_running_loop().time()
+        for consumer, mine, _ in idle:
+            stats = self.stats[consumer.name]
+            stats.processed += len(mine)
+            stats.last_progress = loop_time
+        return sum(len(mine) for _, mine, _ in idle)
 
     async def drain(self, max_rounds: int = 1000) -> None:
         """Run until every consumer is caught up with the owned partitions (tests, CLI)."""
@@ -143,6 +212,11 @@ class ConsumerRunner:
             )
         if not batch:
             return 0
+        return await self._run_batch(consumer, batch, cursors)
+
+    async def _run_batch(
+        self, consumer: Consumer, batch: Sequence[Event], cursors: dict[int, int]
+    ) -> int:
         stats = self.stats[consumer.name]
         try:
             await self._commit(consumer, batch, cursors)
@@ -172,19 +246,22 @@ class ConsumerRunner:
         last: dict[int, int] = {}
         for e in batch:
             last[e.partition] = e.position
-        now = utcnow()
-        for partition, position in last.items():
-            result = await uow.execute(
-                consumer_offsets.update()
-                .where(
-                    consumer_offsets.c.consumer == name,
-                    consumer_offsets.c.partition == partition,
-                    consumer_offsets.c.position == cursors[partition],
-                )
-                .values(position=position, updated_at=now)
+        # One compare-and-set statement for every partition the batch touched.
+        result = await uow.execute(
+            consumer_offsets.update()
+            .where(
+                consumer_offsets.c.consumer == name,
+                sa.or_(*(sa.and_(consumer_offsets.c.partition == p,
+                                 consumer_offsets.c.position == cursors[p])
+                         for p in sorted(last))),
             )
-            if result.rowcount != 1:
-                raise PositionMoved(f"{name} partition {partition}")
+            .values(position=sa.case(
+                {p: sa.literal(pos, sa.BigInteger) for p, pos in last.items()},
+                value=consumer_offsets.c.partition,
+            ), updated_at=utcnow())
+        )
+        if result.rowcount != len(last):
+            raise PositionMoved(f"{name} partitions {sorted(last)}")
         uow.after_commit(lambda: cursors.update(last))
 
     async def _one_by_one(
