@@ -56,7 +56,17 @@ async def test_segment_reward_for_members_of_a_profiles_segment_only(
     other = await profiles.ensure_customer({"email": "other@example.com"}, "web",
                                            traits={"vip": False})
     segments = kernel.service(SegmentService)
+    svc = kernel.service(ProgrammeService)
+    prog, _ = await svc.current()
+    fields = {f: getattr(prog, f) for f in prog.__struct_fields__}
+    early = type(prog)(**{**fields, "rewards": [Reward(
+        id="lounge", name="VIP lounge evening", kind="experience", cost=300,
+        segments=["VIP"])]})
+    dry = await svc.apply(early, actor="test", dry_run=True)
+    assert dry["warnings"] == ["rewards.lounge.segments: no segment 'VIP' yet; "
+                               "nobody is eligible"]
     segment_id = await segments.create("VIP", VIP_RULE)
+    assert (await svc.apply(early, actor="test", dry_run=True))["warnings"] == []
     assert [s["name"] for s in await segments.of_customer(vip)] == ["VIP"]
     await add_rewards(
         kernel,

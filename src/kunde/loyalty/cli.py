@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
         for line in result["changes"] or ["(no changes)"]:
             colour = {"+": "green", "-": "red", "~": "yellow"}.get(line[:1], "white")
             out.print(f"[{colour}]{line}[/]", highlight=False, markup=True)
+        for warning in result.get("warnings", []):
+            out.print(f"[yellow]warning[/]: {warning}", highlight=False)
         if result["applied"]:
             out.print(f"[green]applied[/] programme version {result['version']}")
         elif dry_run:

@@ -124,11 +124,14 @@ class ProgrammeService:
 
     async def apply(self, new: Programme, *, actor: str, dry_run: bool = False
                     ) -> dict[str, Any]:
-        """Store ``new`` as the next version; returns ``{version, changes, applied}``."""
+        """Store ``new`` as the next version; returns ``{version, changes, applied,
+        warnings}`` (warnings: references that are valid but match nothing yet)."""
         old, version = await self.current()
         changes = diff(old, new)
+        warnings = await self.warnings(new)
         if dry_run or not changes:
-            return {"version": version, "changes": changes, "applied": False}
+            return {"version": version, "changes": changes, "applied": False,
+                    "warnings": warnings}
         now = self.kernel.clock.now()
         async with self.kernel.db.transaction() as uow:
             done = await uow.execute(programmes.update().where(
@@ -160,4 +163,20 @@ class ProgrammeService:
                         available=sa.func.coalesce(reward_stock.c.available, 0)
                         + (r.stock - (old_stock[r.id] or 0))))
         self.svc.set_cached(new, version + 1)
-        return {"version": version + 1, "changes": changes, "applied": True}
+        return {"version": version + 1, "changes": changes, "applied": True,
+                "warnings": warnings}
+
+    async def warnings(self, prog: Programme) -> list[str]:
+        """Reward segments that name no Customer 360 segment (by name or id): nobody is
+        eligible until such a segment exists."""
+        wanted = {s for r in prog.rewards for s in r.segments}
+        if not wanted:
+            return []
+        try:
+            from kunde.profiles.service_segments import SegmentService
+        except ImportError:  # profiles not installed: segments come from elsewhere
+            return []
+        known = {k for s in await self.kernel.service(SegmentService).all_segments()
+                 for k in (s["id"], s["name"])}
+        return [f"rewards.{r.id}.segments: no segment {s!r} yet; nobody is eligible"
+                for r in prog.rewards for s in r.segments if s not in known]
