@@ -113,6 +113,27 @@ async def test_agent_works_a_case_in_the_browser(browser: Any, live_server: Live
         await page.goto(f"{live_server.url}{path}")
         assert await page.text_content("h1") == heading
 
+    # The agent adds a Danish macro in the console; a bad variable is refused in place.
+    await page.goto(f"{live_server.url}/console/service/macros")
+    form = "#macro-form"
+    await page.fill(f"{form} input[name=key]", "size-swap")
+    await page.fill(f"{form} input[name=locale]", "da")
+    await page.select_option(f"{form} select[name=category]", "return")
+    await page.fill(f"{form} input[name=title]", "Byt størrelse")
+    await page.fill(f"{form} textarea[name=body]", "Hej $first_name, vi bytter $ordernumber.")
+    await page.click(f"{form} button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "$ordernumber" in await page.text_content("[role=alert]")
+    await page.fill(f"{form} input[name=key]", "size-swap")
+    await page.fill(f"{form} input[name=locale]", "da")
+    await page.select_option(f"{form} select[name=category]", "return")
+    await page.fill(f"{form} input[name=title]", "Byt størrelse")
+    await page.fill(f"{form} textarea[name=body]", "Hej $first_name, vi bytter $order_number.")
+    await page.click(f"{form} button[type=submit]")
+    await page.wait_for_load_state("networkidle")
+    assert "Edit size-swap (da)" in await page.text_content(form)
+    assert "Byt størrelse" in await page.text_content("table")
+
     # The customer continues the conversation in the portal.
     portal = await browser.new_page()
     token = kernel.access.issue_customer_token(cid)

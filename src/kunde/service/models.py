@@ -162,6 +162,35 @@ MACRO_VARIABLES = frozenset({"first_name", "case_number", "order_number", "agent
                              "tracking_url", "portal_url"})
 
 
+MACRO_KEY_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+MACRO_LOCALE_RE = re.compile(r"[a-z]{2}(-[A-Z]{2})?")
+_VARIABLE_RE = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+
+
+def macro_variables_used(body: str) -> set[str]:
+    """The ``$name`` / ``${name}`` variables a macro body refers to (``$$`` is a dollar)."""
+    return {a or b for a, b in _VARIABLE_RE.findall(body.replace("$$", ""))}
+
+
+def macro_problem(key: str, locale: str, category: str, title: str, body: str) -> str | None:
+    """Why a macro cannot be saved, or None."""
+    if not MACRO_KEY_RE.fullmatch(key or ""):
+        return "the key is 1-64 lower-case letters, digits and dashes"
+    if not MACRO_LOCALE_RE.fullmatch(locale or ""):
+        return "the locale is a language code like 'en' or 'da-DK'"
+    if category not in CATEGORY_QUEUE:
+        return f"the category is one of {', '.join(sorted(CATEGORY_QUEUE))}"
+    if not title.strip() or len(title) > 200:
+        return "a macro needs a title of at most 200 characters"
+    if not body.strip() or len(body) > 20_000:
+        return "a macro needs a body of at most 20,000 characters"
+    unknown = macro_variables_used(body) - MACRO_VARIABLES
+    if unknown:
+        return (f"unknown variable(s) {', '.join('$' + v for v in sorted(unknown))}; "
+                f"use {', '.join('$' + v for v in sorted(MACRO_VARIABLES))}")
+    return None
+
+
 def render_macro(body: str, variables: dict[str, str]) -> str:
     """Fill ``$first_name``-style variables; unknown or missing ones stay visible for the agent."""
     return Template(body).safe_substitute({k: v for k, v in variables.items() if v})

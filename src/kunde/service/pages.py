@@ -49,20 +49,11 @@ async def case_page(request: Request[Any, Any, Any], kernel: KernelDep,
     p = principal_of(request)
     view = await kernel.service(Workspace).view(case_id, p)
     case = view["case"]
-    macros = await kernel.service(MacroService).suggest(case["category"], case["locale"])
-    draft = ""
-    if macro:
-        chosen = next((m for m in macros if m["id"] == macro), None)
-        if chosen:
-            profile = view["panels"]["profile"]
-            first = (profile["data"] or {}).get("first_name", "") if profile["status"] == "ok" \
-                else ""
-            draft = MacroService.render(chosen["body"], {
-                "first_name": str(first or ""), "case_number": case["token"],
-                "agent_name": p.name,
-                "portal_url": f"{kernel.settings.effective_public_url}/portal/service"})
+    macros = await kernel.service(MacroService).suggest_for_case(case, view["panels"], p.name)
+    chosen = next((m for m in macros if m["id"] == macro), None) if macro else None
+    draft = chosen["text"] if chosen else ""
     return page(request, T + "case.html", v=view, case=case, macros=macros[:6], draft=draft,
-                error=error, statuses=models.STATUSES, priorities=models.PRIORITIES,
+                chosen=chosen, error=error, statuses=models.STATUSES, priorities=models.PRIORITIES,
                 queues=models.QUEUES, can_write=p.can("service:write"),
                 idem=new_id(), now=kernel.clock.now())
 
@@ -184,9 +175,31 @@ async def review_item(request: Request[Any, Any, Any], kernel: KernelDep,
 
 
 @get("/console/service/macros", opt=OPT, include_in_schema=False)
-async def macros_page(request: Request[Any, Any, Any], kernel: KernelDep) -> Template:
-    return page(request, T + "macros.html", macros=await kernel.service(MacroService).list_all())
+async def macros_page(request: Request[Any, Any, Any], kernel: KernelDep,
+                      edit: FromQuery[str | None] = None,
+                      error: FromQuery[str | None] = None) -> Template:
+    macros = await kernel.service(MacroService).list_all()
+    editing = next((m for m in macros if m["id"] == edit), None) if edit else None
+    return page(request, T + "macros.html", macros=macros, editing=editing, error=error,
+                can_edit=principal_of(request).can("service:macros"),
+                categories=sorted(models.CATEGORY_QUEUE),
+                variables=sorted(models.MACRO_VARIABLES))
+
+
+@post("/console/service/macros", opt={"permission": "service:macros"},
+      include_in_schema=False)
+async def macro_save(kernel: KernelDep, data: URLEncodedBody[dict[str, str]]) -> Redirect:
+    from urllib.parse import quote
+
+    try:
+        macro_id = await kernel.service(MacroService).save(
+            (data.get("key") or "").strip(), (data.get("locale") or "").strip(),
+            data.get("category") or "", (data.get("title") or "").strip(),
+            (data.get("body") or "").replace("\r\n", "\n"))
+    except KundeError as exc:
+        return Redirect("/console/service/macros?error=" + quote(exc.detail), status_code=303)
+    return Redirect(f"/console/service/macros?edit={macro_id}", status_code=303)
 
 
 PAGE_ROUTES = [queues_page, case_page, case_message, case_update, case_act, new_case_form,
-               new_case, reports_page, review_page, review_item, macros_page]
+               new_case, reports_page, review_page, review_item, macros_page, macro_save]

@@ -190,6 +190,19 @@ async def list_macros(kernel: KernelDep, category: FromQuery[str | None] = None,
     return await macros.list_all()
 
 
+@get("/v1/service/cases/{case_id:str}/macros", opt={"permission": "service:cases"}, tags=TAGS,
+     summary="The case's suggested macros (its category first, best locale), filled in")
+async def case_macros(request: Request[Any, Any, Any], kernel: KernelDep,
+                      case_id: FromPath[str]) -> list[dict[str, Any]]:
+    p = principal_of(request)
+    case = await kernel.service(CaseService).get_case(case_id)
+    wanted: tuple[str, ...] = ("profile",)
+    if case["order_id"] or case["shipment_id"]:
+        wanted += ("orders", "shipments")
+    panels = await kernel.service(Workspace).panels(case["customer_id"], p, wanted)
+    return await kernel.service(MacroService).suggest_for_case(case, panels, p.name)
+
+
 @put("/v1/service/macros", opt={"permission": "service:macros"}, tags=TAGS,
      summary="Create or replace a macro (key + locale)")
 async def save_macro(kernel: KernelDep, data: JSONBody[MacroIn]) -> dict[str, str]:
@@ -256,5 +269,5 @@ async def feedback_answer(kernel: KernelDep, token: FromPath[str],
 
 
 API_ROUTES = [create_case, list_cases, get_case, workspace, change_case, reply, note,
-              link_contact, case_action, list_macros, save_macro, report, chat_send, chat_read,
-              feedback_answer]
+              link_contact, case_action, list_macros, case_macros, save_macro, report,
+              chat_send, chat_read, feedback_answer]

@@ -95,6 +95,24 @@ class Workspace:
         return {"case": case, "thread": own["thread"], "activity": own["activity"],
                 "panels": {n: panels[n] for n in PANEL_PERMISSIONS}, "actions": actions}
 
+    async def panels(self, customer_id: str | None, principal: Principal,
+                     names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """Only the named peer panels (profile, consents, orders, shipments, loyalty,
+        scores), with the same permission rules as the whole view."""
+        loaders: dict[str, Callable[[str], Awaitable[dict[str, Any]]]] = {
+            "profile": self._profile, "consents": self._consents, "orders": self._orders,
+            "shipments": self._shipments, "loyalty": self._loyalty, "scores": self._scores,
+        }
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if not principal.can(PANEL_PERMISSIONS[name]):
+                out[name] = panel("not_permitted", note="your role does not include this")
+            elif customer_id is None:
+                out[name] = panel("unverified", note="the contact is not verified")
+            else:
+                out[name] = await self._safe(loaders[name], customer_id)
+        return out
+
     async def _safe(self, loader: Callable[[str], Awaitable[dict[str, Any]]], cid: str
                     ) -> dict[str, Any]:
         try:
