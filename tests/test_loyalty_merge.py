@@ -207,3 +207,27 @@ async def test_transfer_is_one_balanced_pair_of_transactions(kernel: Kernel) -> 
             accounts.c.customer_id == b))).all())
     assert sorted(rows) == [("merge_in", a, 50), ("merge_out", b, -50)]
     assert left == 0 and set(bal.values()) == {0}
+
+
+async def test_erasure_after_merge_leaves_no_link_to_either_record(kernel: Kernel) -> None:
+    from kunde.loyalty import privacy
+    from kunde.loyalty.tables import merges
+
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    await order(kernel, b, 20_000, ["shoes"])
+    await drain(kernel)
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    exported = await privacy.export(kernel, [a, b])
+    assert [(m["merged_id"], m["survivor_id"]) for m in exported["merges"]] == [(b, a)]
+    async with kernel.db.transaction() as uow:
+        await privacy.erase(kernel, uow, [a, b])
+    async with kernel.db.read() as conn:
+        cols = (transactions.c.customer_id, transactions.c.cause_id, transactions.c.rule,
+                transactions.c.ref)
+        linked = (await conn.execute(sa.select(transactions.c.kind).where(
+            sa.or_(*(c.in_([a, b]) for c in cols))))).all()
+        left = (await conn.execute(sa.select(merges))).all()
+    assert linked == [] and left == []
+    await check_invariants(kernel, a)

@@ -1,10 +1,12 @@
 """GDPR hooks: everything loyalty holds about a customer (export) and its erasure.
 
 Erasure deletes the member's own rows (membership, tiers, quests, badges, team
-seat, segments, purchases, redemptions, welcome record) and pseudonymises the
-ledger: the member's transactions, entries, lots and accounts move to a fresh
-random id with reasons and references blanked. The ledger keeps balancing and
-the programme's liability history stays true, but nothing links it to the person.
+seat, segments, purchases, redemptions, welcome record, season standings, merge
+records) and pseudonymises the ledger (including other members' merge and
+referral entries that name the customer): the member's transactions, entries,
+lots and accounts move to a fresh random id with reasons and references blanked.
+The ledger keeps balancing and the programme's liability history stays true, but
+nothing links it to the person.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from kunde.store.database import UnitOfWork
 if TYPE_CHECKING:
     from kunde.kernel import Kernel
 
+MERGE_KINDS = ("merge_in", "merge_out", "unmerge")  # their rule and ref: the other record
 OWN_ROWS = [t.members, t.rule_usage, t.quest_marks, t.quest_completions, t.season_xp,
-            t.badges, t.streaks, t.member_segments, t.purchases, t.redemptions, t.welcomes]
+            t.badges, t.streaks, t.member_segments, t.purchases, t.redemptions, t.welcomes,
+            t.season_results]
 
 
 async def export(kernel: Kernel, ids: Sequence[str]) -> dict[str, Any]:
@@ -33,6 +37,10 @@ async def export(kernel: Kernel, ids: Sequence[str]) -> dict[str, Any]:
             rows = (await conn.execute(sa.select(table).where(
                 table.c.customer_id.in_(list(ids))))).mappings().all()
             out[table.name.removeprefix("loyalty_")] = [dict(r) for r in rows]
+        rows = (await conn.execute(sa.select(t.merges).where(sa.or_(
+            t.merges.c.merged_id.in_(list(ids)), t.merges.c.survivor_id.in_(list(ids))))
+        )).mappings().all()
+        out["merges"] = [dict(r) for r in rows]
     return out
 
 
@@ -51,10 +59,18 @@ async def erase(kernel: Kernel, uow: UnitOfWork, ids: Sequence[str]) -> dict[str
             counts["loyalty_team_members"] = counts.get("loyalty_team_members", 0) + 1
         await uow.execute(t.teams.update().where(t.teams.c.owner_id == cid)
                           .values(owner_id=new_id()))
+        await uow.execute(t.merges.delete().where(sa.or_(t.merges.c.merged_id == cid,
+                                                         t.merges.c.survivor_id == cid)))
         alias = new_id()
         await uow.execute(t.transactions.update().where(  # welcome: caused by the identity
             t.transactions.c.customer_id == cid, t.transactions.c.cause_id == cid,
         ).values(cause_id=alias))
+        # Other members' entries naming this customer: a referral of them, a merge with them.
+        await uow.execute(t.transactions.update().where(
+            t.transactions.c.cause_id == f"referee:{cid}").values(cause_id=f"referee:{alias}"))
+        await uow.execute(t.transactions.update().where(
+            t.transactions.c.kind.in_(MERGE_KINDS), t.transactions.c.rule == cid,
+        ).values(rule=alias, ref=None, reason="erased"))
         n = (await uow.execute(t.transactions.update().where(
             t.transactions.c.customer_id == cid).values(
             customer_id=alias, reason="erased", ref=None))).rowcount
