@@ -217,3 +217,17 @@ async def test_personal_inputs_are_read_once_per_visit_and_dropped_on_change(
     svc.forget([ids["ann"]])  # what the consent.changed handler does after commit
     assert (await svc.recommend(ids["ann"], "product:MUG-RED", 5))["personal"] is False
     assert calls == 1
+
+
+async def test_a_response_is_cached_no_longer_than_the_consent_it_was_built_on(
+        kernel: Kernel) -> None:
+    ids = await shop(kernel)
+    svc = kernel.service(RecommendationService)
+    await svc.train(config=SMALL)
+    await svc.recommend(ids["bob"], "home", 5)
+    read_at, inputs = svc._people[ids["bob"]]
+    svc._people[ids["bob"]] = (read_at - 25.0, inputs)  # read 25 s ago
+    await svc.recommend(ids["bob"], "product:COF-ESP", 5)
+    cached = [at for key, (at, _) in svc._cache.items()
+              if key[:2] == (ids["bob"], "product:COF-ESP")]
+    assert cached == [read_at - 25.0]  # expires with the consent decision, 5 s from now

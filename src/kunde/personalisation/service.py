@@ -181,16 +181,18 @@ class RecommendationService:
                 self._cache.pop(key, None)
 
     async def _personal_state(self, customer_id: str | None
-                              ) -> tuple[History | None, str | None]:
+                              ) -> tuple[History | None, str | None, float]:
         """The customer's history and first segment when they granted ``personalisation``
         consent, else ``(None, None)``.
 
         Kept per customer for ``CACHE_SECONDS`` under the same rules as cached responses
         (dropped by `forget`), so further contexts of the same visit need no database
-        round trip. Ages are computed at each request."""
-        if not customer_id:
-            return None, None
+        round trip. Ages are computed at each request. The third value is when the inputs
+        were read: a response built from them is cached from then, so a consent withdrawal
+        is honoured within ``CACHE_SECONDS`` in every process, as without this cache."""
         now = time.monotonic()
+        if not customer_id:
+            return None, None, now
         hit = self._people.get(customer_id)
         if hit is None or now - hit[0] >= CACHE_SECONDS:
             inputs = None
@@ -202,10 +204,10 @@ class RecommendationService:
             while len(self._people) > CACHE_SIZE:
                 self._people.popitem(last=False)
         if hit[1] is None:
-            return None, None
+            return None, None, hit[0]
         skus, kinds, stamps, segment = hit[1]
         at = self.kernel.clock.now().timestamp()
-        return History(skus, kinds, tuple((at - t) / 86400.0 for t in stamps)), segment
+        return History(skus, kinds, tuple((at - t) / 86400.0 for t in stamps)), segment, hit[0]
 
     async def _personal_inputs(self, customer_id: str) -> tuple[
             tuple[str, ...], tuple[str, ...], tuple[float, ...], str | None]:
@@ -291,7 +293,7 @@ class RecommendationService:
             picks = hit[1]
             personal = bool(picks and picks[0].get("_personal"))
         else:
-            history, segment = await self._personal_state(customer_id)
+            history, segment, read_at = await self._personal_state(customer_id)
             personal = history is not None
             cart_skus = tuple(cart or ())
             if context == "cart" and not cart_skus and history is not None:
@@ -302,14 +304,14 @@ class RecommendationService:
             result = result[:limit]
             picks = [{"sku": p.sku, "reason": p.reason, "detail": p.detail,
                       "score": round(p.score, 5), "_personal": personal} for p in result]
-            self._remember(key, customer_id, picks)
+            self._remember(key, customer_id, picks, read_at)
         return {"customer": customer_id, "context": context, "personal": personal,
                 "model_version": ms.version, "model_status": self.state["status"],
                 "items": [{k: v for k, v in p.items() if k != "_personal"} for p in picks]}
 
     def _remember(self, key: tuple[Any, ...], customer_id: str | None,
-                  picks: list[dict[str, Any]]) -> None:
-        self._cache[key] = (time.monotonic(), picks)
+                  picks: list[dict[str, Any]], at: float) -> None:
+        self._cache[key] = (at, picks)
         if customer_id:
             self._by_customer.setdefault(customer_id, set()).add(key)
         while len(self._cache) > CACHE_SIZE:
