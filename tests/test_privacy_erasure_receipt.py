@@ -197,3 +197,23 @@ async def test_an_undeliverable_receipt_is_sealed_after_a_week(
     archived = await messaging.get(delivery["message_id"])
     assert archived is not None and archived["status"] == "failed"
     assert smtp.inbox.mails == []
+
+
+async def test_restoring_a_backup_shreds_the_receipt_key_again(
+        kernel: Kernel, client: AppClient, smtp: Smtp) -> None:
+    from kunde.privacy.erasure import reapply_erasures
+
+    canary = f"kq{uuid.uuid4().hex[:16]}"
+    customer_id = await _customer(kernel, client, canary, locale="en")
+    erased = await _erase(kernel, client, customer_id)
+    subject = receipt_subject(erased["id"])
+    # As after restoring a backup taken before the receipt went out: its key is still there.
+    async with kernel.db.transaction() as uow:
+        assert not await kernel.vault.is_shredded(uow, subject)
+    await reapply_erasures(kernel)
+    async with kernel.db.transaction() as uow:
+        assert await kernel.vault.is_shredded(uow, subject)
+    # The job then records it as sealed; the mail is never sent.
+    assert await seal_receipts(kernel) == 1
+    await kernel.service(MessagingService).dispatch_due()
+    assert smtp.inbox.mails == []

@@ -34,7 +34,7 @@ from kunde.core.ids import new_id
 from kunde.features import Feature, all_features
 from kunde.privacy.audit import AuditService
 from kunde.privacy.exports_store import delete_bundles
-from kunde.privacy.receipts import queue_receipt, requester_address
+from kunde.privacy.receipts import queue_receipt, receipt_subject, requester_address
 from kunde.privacy.subjects import identifiers_of, subject_ids
 from kunde.privacy.suppression import SuppressionService
 from kunde.privacy.tables import erasure_requests, export_requests, shredded_subjects
@@ -264,7 +264,8 @@ async def reapply_erasures(kernel: Kernel, features: Sequence[Feature] | None = 
     """Erase again everyone in the erasure log whom the database knows again (after a restore).
 
     Call after restoring a backup (and before serving traffic). Returns how many logged
-    erasures had to be re-applied; the others were already in the database.
+    erasures had to be re-applied; the others were already in the database. The keys of
+    their receipt mails are shredded too (see `kunde.privacy.receipts`).
     """
     feats = list(features) if features is not None else all_features()
     entries = read_erasure_log(kernel)
@@ -287,4 +288,13 @@ async def reapply_erasures(kernel: Kernel, features: Sequence[Feature] | None = 
                 {"request_id": entry["request_id"], "features": receipt["features"]})
         shredded.update(ids)
         again += 1
+    # A backup taken before a receipt was sealed holds its key (and so the sealed address):
+    # shred it again. A receipt not sent before the restore is not sent after it.
+    receipts = {receipt_subject(str(e["request_id"])): str(e["request_id"]) for e in entries}
+    unsealed = [s for s in receipts if s not in shredded]
+    if unsealed:
+        async with kernel.db.transaction() as uow:
+            for subject in unsealed:
+                await kernel.vault.shred(uow, subject,
+                                         f"erasure receipt {receipts[subject]} after restore")
     return again
