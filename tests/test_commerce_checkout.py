@@ -365,3 +365,30 @@ async def test_an_empty_catalog_upload_is_refused(client: Client,
     r = await client.post("/v1/catalog/products", headers=admin_headers, json=[])
     assert r.status_code == 422
     assert r.json()["code"] == "commerce.invalid_import"
+
+
+async def test_checkout_keeps_and_replays_refusals_under_a_key(
+        client: Client, shop: dict[str, str], kernel: Kernel) -> None:
+    # Checkout takes its key inside its own transactions; refusals are kept all the same.
+    declined = await new_cart(client, shop, CAP_1=1)
+    h = {**shop, "Idempotency-Key": "decl-1"}
+    body = {"payment_method": "test_decline"}
+    r1 = await client.post(f"/v1/carts/{declined}/checkout", headers=h, json=body)
+    assert r1.status_code == 402
+    r2 = await client.post(f"/v1/carts/{declined}/checkout", headers=h, json=body)
+    assert r2.status_code == 402 and r2.content == r1.content
+    assert r2.headers["idempotent-replayed"] == "true"
+    # Refused before anything was written (the empty cart's transaction rolled back).
+    r = await client.post("/v1/carts", headers=shop, json={"currency": "EUR"})
+    empty = r.json()["cart_id"]
+    h = {**shop, "Idempotency-Key": "empty-1"}
+    r1 = await client.post(f"/v1/carts/{empty}/checkout", headers=h, json={})
+    assert r1.status_code == 422 and r1.json()["code"] == "commerce.empty_cart"
+    await client.post(f"/v1/carts/{empty}/lines", headers=shop,
+                      json={"sku": "CAP-1", "quantity": 1})
+    r2 = await client.post(f"/v1/carts/{empty}/checkout", headers=h, json={})
+    assert r2.content == r1.content and r2.headers["idempotent-replayed"] == "true"
+    r3 = await client.post(f"/v1/carts/{empty}/checkout",
+                           headers={**shop, "Idempotency-Key": "empty-2"}, json={})
+    assert r3.status_code == 201
+    assert await order_count(kernel) == 1

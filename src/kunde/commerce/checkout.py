@@ -9,6 +9,11 @@
    leaves the shelves, the cart is ``ordered`` (and ``order_paid`` follows a
    capture); declined → nothing was captured, the voucher is freed and the cart
    is ``open`` again, ready for another payment method.
+
+Checkout is a hot path, so each transaction does all it can: *prepare* also takes
+the request's ``Idempotency-Key`` and resumes an interrupted attempt, reading the
+cart once; *settle* also keeps the response for the key (`idempotency.claim_in`,
+`store_in`). Two commits per order, no more.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sqlalchemy as sa
 from kunde.commerce import pricing
 from kunde.commerce.errors import OutOfStock, PaymentDeclined, PriceChanged
 from kunde.commerce.gateway import PaymentGateway
+from kunde.commerce.idempotency import claim_in, store_in
 from kunde.commerce.payments import ChargeRequest, ChargeResult
 from kunde.commerce.service_carts import CartService, ensure_customer
 from kunde.commerce.service_orders import OrderService
@@ -49,10 +55,8 @@ async def checkout(kernel: Kernel, cart_id: str, *, payment_method: str = "test_
                    provider: str | None = None) -> dict[str, Any]:
     gateway = kernel.service(PaymentGateway)
     gateway.get(provider or gateway.default)  # an unknown provider fails before any write
-    prepared = await _resume_stale(kernel, cart_id)
-    if prepared is None:
-        prepared = await _prepare(kernel, cart_id, expected_total_minor, email,
-                                  provider or gateway.default)
+    prepared = await _prepare(kernel, cart_id, expected_total_minor, email,
+                              provider or gateway.default)
     psp = gateway.get(prepared["provider"])
     try:
         result = await psp.charge(ChargeRequest(
@@ -83,11 +87,18 @@ async def _prepare(kernel: Kernel, cart_id: str, expected: int | None, email: st
     changed: list[dict[str, Any]] = []
     missing: list[dict[str, Any]] = []
     async with kernel.db.transaction() as uow:
-        cart = await carts_svc.open_cart(uow, cart_id)
-        lines = await carts_svc.lines(uow, cart_id)
+        await claim_in(kernel, uow)
+        cart = (await uow.execute(sa.select(carts).where(carts.c.id == cart_id))).first()
+        if cart is not None and cart.status == "checking_out" and \
+                cart.updated_at <= kernel.clock.now() - STALE_AFTER:
+            resumed = await _resume_stale(kernel, uow, cart)
+            if resumed is not None:
+                return resumed
+        cart = carts_svc.check_open(cart_id, cart)
+        lines = await carts_svc.lines(uow, cart_id, with_held=True)
         if not lines:
             raise InvalidInput("the cart is empty", code="commerce.empty_cart")
-        held = await carts_svc.held_by_variant(uow, cart_id)
+        held = {ln["variant_id"]: int(ln["held"]) for ln in lines}
         for ln in lines:
             if not ln["active"]:
                 missing.append({"sku": ln["sku"], "requested": ln["quantity"], "available": 0})
@@ -160,28 +171,24 @@ async def _start_payment(kernel: Kernel, uow: UnitOfWork, cart: Any,
             "address_enc": cart.address_enc}
 
 
-async def _resume_stale(kernel: Kernel, cart_id: str) -> dict[str, Any] | None:
+async def _resume_stale(kernel: Kernel, uow: UnitOfWork, cart: Any) -> dict[str, Any] | None:
     """A checkout that died between charging and settling (a crash, a lost connection)
     left its cart ``checking_out``; after `STALE_AFTER` the next checkout resumes it
     with the same payment id, so the provider answers what it did the first time and
     the customer is never charged twice. None when there is nothing to resume."""
     carts_svc = kernel.service(CartService)
     now = kernel.clock.now()
-    async with kernel.db.transaction() as uow:
-        cart = (await uow.execute(sa.select(carts).where(carts.c.id == cart_id))).first()
-        if cart is None or cart.status != "checking_out" or \
-                cart.updated_at > now - STALE_AFTER:
-            return None
-        pay = (await uow.execute(sa.select(payments).where(
-            payments.c.cart_id == cart_id, payments.c.status == "started")
-            .order_by(payments.c.created_at.desc()).limit(1))).first()
-        claimed = await uow.execute(carts.update().where(
-            carts.c.id == cart_id, carts.c.status == "checking_out",
-            carts.c.updated_at == cart.updated_at).values(updated_at=now))
-        if pay is None or claimed.rowcount != 1:
-            return None
-        lines = await carts_svc.lines(uow, cart_id)
-        totals = await carts_svc.totals(uow, cart, lines)
+    cart_id = cart.id
+    pay = (await uow.execute(sa.select(payments).where(
+        payments.c.cart_id == cart_id, payments.c.status == "started")
+        .order_by(payments.c.created_at.desc()).limit(1))).first()
+    claimed = await uow.execute(carts.update().where(
+        carts.c.id == cart_id, carts.c.status == "checking_out",
+        carts.c.updated_at == cart.updated_at).values(updated_at=now))
+    if pay is None or claimed.rowcount != 1:
+        return None
+    lines = await carts_svc.lines(uow, cart_id)
+    totals = await carts_svc.totals(uow, cart, lines)
     if totals.total_minor != pay.amount_minor:
         # A promotion window closed in between: the customer pays what the interrupted
         # attempt quoted, which is what the provider may already have captured.
@@ -240,24 +247,32 @@ async def _settle_order(kernel: Kernel, p: dict[str, Any], result: ChargeResult
         await uow.execute(payments.update().where(payments.c.id == p["payment_id"]).values(
             order_id=order_id, status=result.status, provider_ref=result.provider_ref,
             updated_at=now))
-    return {"order_id": order_id, "number": number, "status": status,
-            "total_minor": p["total"], "currency": p["currency"],
-            "customer_id": p["customer_id"], "promised_date": promised.isoformat(),
-            "payment": {"payment_id": p["payment_id"], "status": result.status,
-                        "provider_ref": result.provider_ref}}
+        answer = {"order_id": order_id, "number": number, "status": status,
+                  "total_minor": p["total"], "currency": p["currency"],
+                  "customer_id": p["customer_id"], "promised_date": promised.isoformat(),
+                  "payment": {"payment_id": p["payment_id"], "status": result.status,
+                              "provider_ref": result.provider_ref}}
+        await store_in(uow, answer)
+    return answer
+
+
+_TAKE_STOCK = stock.update().where(
+    stock.c.variant_id == sa.bindparam("v"), stock.c.location_id == sa.bindparam("loc")
+).values(on_hand=stock.c.on_hand - sa.bindparam("q"),
+         reserved=stock.c.reserved - sa.bindparam("q"))
 
 
 async def _consume_stock(uow: UnitOfWork, cart_id: str) -> None:
     """Reserved units leave the shelves: on_hand and reserved go down together."""
-    # Rows in key order, so concurrent checkouts sharing SKUs cannot deadlock on PostgreSQL.
-    held = (await uow.execute(sa.select(reservations).where(
-        reservations.c.cart_id == cart_id).order_by(reservations.c.variant_id,
-                                                    reservations.c.location_id))).all()
-    for r in held:
-        await uow.execute(stock.update().where(
-            stock.c.variant_id == r.variant_id, stock.c.location_id == r.location_id).values(
-            on_hand=stock.c.on_hand - r.quantity, reserved=stock.c.reserved - r.quantity))
-    await uow.execute(reservations.delete().where(reservations.c.cart_id == cart_id))
+    held = (await uow.execute(reservations.delete().where(
+        reservations.c.cart_id == cart_id).returning(
+        reservations.c.variant_id, reservations.c.location_id, reservations.c.quantity))).all()
+    if held:
+        # Rows in key order, so concurrent checkouts sharing SKUs cannot deadlock on
+        # PostgreSQL; one statement for all of them.
+        await uow.execute(_TAKE_STOCK, [
+            {"v": r.variant_id, "loc": r.location_id, "q": r.quantity}
+            for r in sorted(held, key=lambda r: (r.variant_id, r.location_id))])
 
 
 async def confirm_payment(kernel: Kernel, provider: str, headers: Any, body: bytes

@@ -206,7 +206,7 @@ async def checkout_cart(request: AnyRequest, kernel: KernelDep, cart_id: FromPat
     return await idempotent(request, kernel, "commerce.checkout", lambda: checkout(
         kernel, cart_id, payment_method=data.payment_method,
         expected_total_minor=data.expected_total_minor, email=data.email,
-        provider=data.provider), status_code=201)
+        provider=data.provider), status_code=201, in_handler=True)
 
 
 @post("/webhooks/payments/{provider:str}", opt={"public": True, "criticality": "critical"},

@@ -213,6 +213,10 @@ class CartService:
 
     async def open_cart(self, uow: Any, cart_id: str) -> Any:
         cart = (await uow.execute(sa.select(carts).where(carts.c.id == cart_id))).first()
+        return self.check_open(cart_id, cart)
+
+    def check_open(self, cart_id: str, cart: Any) -> Any:
+        """The cart row, if it exists and is open."""
         if cart is None:
             raise CartNotFound(f"no cart {cart_id}")
         if cart.status != "open":
@@ -251,13 +255,22 @@ class CartService:
                                  for m in pricing.SHIPPING_METHODS.values()],
         }
 
-    async def lines(self, conn: Any, cart_id: str) -> list[dict[str, Any]]:
+    async def lines(self, conn: Any, cart_id: str, *, with_held: bool = False
+                    ) -> list[dict[str, Any]]:
+        """The cart's lines with the catalog's current price; ``with_held`` adds ``held``,
+        the units reserved for the line (what `held_by_variant` says, in the same query)."""
         from kunde.commerce.tables import products, variants
 
+        columns: list[Any] = [cart_lines, variants.c.price_minor.label("current_price"),
+                              variants.c.active, variants.c.product_id, products.c.category,
+                              variants.c.title]
+        if with_held:
+            columns.append(sa.select(sa.func.coalesce(sa.func.sum(reservations.c.quantity), 0))
+                           .where(reservations.c.cart_id == cart_lines.c.cart_id,
+                                  reservations.c.variant_id == cart_lines.c.variant_id)
+                           .scalar_subquery().label("held"))
         rows = await conn.execute(
-            sa.select(cart_lines, variants.c.price_minor.label("current_price"),
-                      variants.c.active, variants.c.product_id, products.c.category,
-                      variants.c.title)
+            sa.select(*columns)
             .join(variants, variants.c.id == cart_lines.c.variant_id)
             .join(products, products.c.id == variants.c.product_id)
             .where(cart_lines.c.cart_id == cart_id).order_by(cart_lines.c.added_at,
