@@ -43,6 +43,9 @@ async def test_console_pages(browser: Any, live_server: LiveServer, kernel: Kern
     reasons = await page.locator("#recommendations tbody code").all_text_contents()
     assert set(reasons) <= {"because_you_bought", "because_you_viewed", "popular",
                             "popular_in_segment"}
+    # Next-best offers for the same customer: a preview with every candidate's reasons.
+    assert await page.locator("#offers tbody tr").count() >= 4
+    assert "propensity" in (await page.text_content("#offers") or "")
     assert await page.locator("#evaluation-chart svg rect").count() > 3
     assert "ease" in await page.text_content("#evaluation")
 

@@ -19,6 +19,7 @@ from kunde.personalisation.handlers import consumers as p13n_consumers
 from kunde.personalisation.models.offers import Offer
 from kunde.personalisation.service import RecommendationService
 from kunde.personalisation.service_offers import OfferService
+from kunde.personalisation.tables import offer_decisions
 from kunde.profiles.service_consent import ConsentService
 from kunde.store.consumers import ConsumerRunner
 from test_personalisation_api import SMALL, shop
@@ -95,6 +96,18 @@ async def test_loyalty_rewards_are_offers_with_tier_segment_consent_and_stock(
     web = await nbo.next_best_offers(cid, "email", limit=5)
     assert "reward out of stock" in by_id(web)["reward:tote"]
     assert "reward:tote" not in [o["id"] for o in web["offers"]]
+
+    # The console's preview shows the same candidates without logging a decision.
+    async with kernel.db.read() as conn:
+        logged = (await conn.execute(sa.select(sa.func.count()).select_from(
+            offer_decisions))).scalar()
+    preview = await nbo.preview(cid, "email")
+    assert [p["offer_id"] for p in preview if p["eligible"]] == ["reward:five_off",
+                                                                 "reward:vip"]
+    assert preview[0]["title"] == "5 EUR voucher" and preview[0]["kind"] == "reward"
+    async with kernel.db.read() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(
+            offer_decisions))).scalar() == logged
 
     # Affordability lowers propensity: a member with 100 points.
     poor = await member(kernel, 100)

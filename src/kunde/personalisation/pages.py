@@ -1,4 +1,5 @@
-"""Console pages: recommendation preview, evaluation report, customer value, experiments."""
+"""Console pages: recommendation and next-best-offer preview, evaluation report, customer
+value, experiments."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from kunde.personalisation import charts
 from kunde.personalisation.service import RecommendationService
 from kunde.personalisation.service_evaluation import chart
 from kunde.personalisation.service_experiments import ExperimentService
+from kunde.personalisation.service_offers import OfferService
 from kunde.personalisation.service_scores import ScoresService
 from kunde.personalisation.tables import evaluations, model_versions
 from kunde.web.deps import KernelDep
@@ -26,19 +28,23 @@ T = "personalisation/templates/"
      include_in_schema=False)
 async def preview(request: Request[Any, Any, Any], kernel: KernelDep,
                   customer: FromQuery[str | None] = None, context: FromQuery[str] = "home",
-                  limit: FromQuery[int] = 10) -> Template:
+                  limit: FromQuery[int] = 10, channel: FromQuery[str] = "web") -> Template:
     svc = kernel.service(RecommendationService)
     result = None
+    offers = None
+    channel = channel.strip() or "web"
     if customer is not None:
         result = await svc.recommend(customer.strip() or None, context.strip() or "home",
                                      limit)
+        if customer.strip():
+            offers = await kernel.service(OfferService).preview(customer.strip(), channel)
     async with kernel.db.read() as conn:
         latest = (await conn.execute(sa.select(model_versions).order_by(
             model_versions.c.created_at.desc()).limit(1))).first()
         report = (await conn.execute(sa.select(evaluations).order_by(
             evaluations.c.created_at.desc()).limit(1))).first()
     return page(request, T + "preview.html", result=result, customer=customer or "",
-                context=context, status=svc.status(),
+                context=context, status=svc.status(), offers=offers, channel=channel,
                 latest=latest.summary if latest else None,
                 report=report.report if report else None,
                 chart=Markup(chart(report.report)) if report else None)  # noqa: S704

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from kunde.core.ids import new_id
 from kunde.kernel import Kernel
-from kunde.personalisation.models.offers import CustomerContext, Offer, decide
+from kunde.personalisation.models.offers import CustomerContext, Decision, Offer, decide
 from kunde.personalisation.ports import ProjectedMembership, consent_port, stock_port
 from kunde.personalisation.service_scores import ScoresService
 from kunde.personalisation.tables import offer_decisions, offers
@@ -97,6 +97,11 @@ def loyalty_source(kernel: Kernel) -> LoyaltyRewards | None:
     return LoyaltyRewards(kernel, read)
 
 
+def _considered(decisions: list[Decision]) -> list[dict[str, Any]]:
+    return [{"offer_id": d.offer.id, "eligible": d.eligible, "score": round(d.score, 2),
+             "reasons": list(d.reasons)} for d in decisions]
+
+
 class OfferService:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -150,12 +155,9 @@ class OfferService:
     async def next_best_offers(self, customer_id: str, channel: str, limit: int = 3
                                ) -> dict[str, Any]:
         """Ranked eligible offers with reasons; the decision (all candidates) is logged."""
-        candidates = [o for s in self.sources for o in await s.candidates(customer_id, channel)]
-        ctx = await self._context(customer_id, candidates)
-        decisions = decide(candidates, ctx, channel, fatigue_cap=FATIGUE_CAP)
+        decisions = await self._decide(customer_id, channel)
         chosen = [d for d in decisions if d.eligible][:limit]
-        log = [{"offer_id": d.offer.id, "eligible": d.eligible, "score": round(d.score, 2),
-                "reasons": list(d.reasons)} for d in decisions]
+        log = _considered(decisions)
         decision_id = new_id()
         async with self.kernel.db.transaction() as uow:
             await uow.execute(offer_decisions.insert().values(
@@ -168,6 +170,18 @@ class OfferService:
                             "score": round(d.score, 2), "reasons": list(d.reasons)}
                            for d in chosen],
                 "considered": log}
+
+    async def _decide(self, customer_id: str, channel: str) -> list[Decision]:
+        candidates = [o for s in self.sources for o in await s.candidates(customer_id, channel)]
+        ctx = await self._context(customer_id, candidates)
+        return decide(candidates, ctx, channel, fatigue_cap=FATIGUE_CAP)
+
+    async def preview(self, customer_id: str, channel: str) -> list[dict[str, Any]]:
+        """Every candidate as the next decision would see it, for staff: nothing is logged
+        and nothing counts towards the fatigue cap."""
+        decisions = await self._decide(customer_id, channel)
+        return [{**d, "kind": x.offer.kind, "title": x.offer.title}
+                for d, x in zip(_considered(decisions), decisions, strict=True)]
 
     async def configure(self, offer: Offer) -> None:
         from kunde.store.sql import upsert
