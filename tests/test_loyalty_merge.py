@@ -73,6 +73,7 @@ async def test_merge_moves_points_lots_tier_and_progress_once(kernel: Kernel) ->
     assert sa_["balance"] == before_a["balance"] + before_b["balance"] + 150
     assert sa_["pending"] == before_a["pending"] + before_b["pending"] == 600
     assert (sb["balance"], sb["pending"], sb["member"]) == (0, 0, False)
+    assert (await kernel.service(MemberViews).overview(b))["merged_into"] == a
     assert sa_["tier"] == "silver"  # the higher tier of the two
     assert ("merge_in", before_b["balance"]) in await kinds(kernel, a)
     assert ("merge_out", -before_b["balance"]) in await kinds(kernel, b)
@@ -154,8 +155,15 @@ async def test_merge_when_both_are_in_one_team_frees_a_seat(kernel: Kernel) -> N
     teams_svc = kernel.service(TeamService)
     team = await teams_svc.create(a, "Early Birds")
     await teams_svc.join(b, team["invite_code"])
+    for cid in (a, a, a, b, b, b):  # each record within the per-member cap of 4
+        await order(kernel, cid, 1_000, ["socks"])
+    await drain(kernel)
+    assert (await teams_svc.team_of(a) or {})["quests"][0]["progress"] == 6
     await staff_merge(kernel, a, b)
     await drain(kernel)
+    # One person, one member: their combined contribution is cut to the cap.
+    mine = await teams_svc.team_of(a) or {}
+    assert mine["quests"][0]["contributions"] == {a: 4} and mine["quests"][0]["progress"] == 4
     async with kernel.db.read() as conn:
         size = (await conn.execute(sa.select(teams.c.size).where(
             teams.c.id == team["id"]))).scalar()

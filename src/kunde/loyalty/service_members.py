@@ -62,6 +62,7 @@ class MemberViews:
             review = (await conn.execute(sa.select(members.c.tier_review_at).where(
                 members.c.customer_id == cid))).scalar()
             finished = await self.kernel.service(SeasonEnd).results(conn, cid)
+            survivor = await live_id(conn, cid)
         out["tier_progress"] = tier_progress(prog, out["tier"], metrics)
         out["tier_review_at"] = review
         out["season"] = ({"id": season.id, "name": season.name, "xp": xp,
@@ -69,6 +70,8 @@ class MemberViews:
                           "ends_at": season.ends_at} if season else None)
         # Final standings of finished seasons (newest first): XP, level, rank, points won.
         out["finished_seasons"] = finished
+        # A record merged into another customer: its membership lives there now.
+        out["merged_into"] = survivor if survivor != cid else None
         return out
 
     async def quests(self, cid: str) -> list[dict[str, Any]]:

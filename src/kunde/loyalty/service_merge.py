@@ -159,6 +159,7 @@ class MemberMerges:
         if team is not None:
             await self._copy_rows(uow, quest_marks, loser, survivor,
                                   quest_marks.c.team_id == team)
+            await self._trim_to_member_cap(uow, survivor, team)
         await self._copy_rows(uow, quest_completions, loser, survivor)
         await self._complete_combined(uow, survivor, {(r.quest_id, r.round) for r in solo},
                                       now)
@@ -210,6 +211,29 @@ class MemberMerges:
             counts = await engine.step_counts(uow, survivor, q, rnd)
             if all(counts[i] >= s.count for i, s in enumerate(q.steps)):
                 await engine.complete(uow, survivor, q, rnd, now)
+
+    async def _trim_to_member_cap(self, uow: UnitOfWork, survivor: str, team: str) -> None:
+        """Two records of one person in one team are one member: their combined marks on
+        an open team quest round are cut to the quest's per-member cap (newest go)."""
+        caps = {q.id: q.member_cap for q in (await self.svc.programme()).quests
+                if q.team and q.member_cap is not None}
+        if not caps:
+            return
+        rows = (await uow.execute(sa.select(quest_marks).where(
+            quest_marks.c.customer_id == survivor, quest_marks.c.team_id == team,
+            quest_marks.c.quest_id.in_(list(caps)))
+            .order_by(quest_marks.c.at, quest_marks.c.mark))).all()
+        kept: dict[tuple[str, str, int], int] = {}
+        for r in rows:
+            if await QuestEngine(self.kernel).completed(uow, team, r.quest_id, r.round):
+                continue
+            key = (r.quest_id, r.round, r.step)
+            kept[key] = kept.get(key, 0) + 1
+            if kept[key] > (caps[r.quest_id] or 0):
+                await uow.execute(quest_marks.delete().where(
+                    quest_marks.c.customer_id == survivor, quest_marks.c.quest_id == r.quest_id,
+                    quest_marks.c.round == r.round, quest_marks.c.step == r.step,
+                    quest_marks.c.mark == r.mark))
 
     @staticmethod
     async def _copy_rows(uow: UnitOfWork, table: sa.Table, loser: str, survivor: str,
