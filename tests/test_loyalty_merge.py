@@ -239,3 +239,21 @@ async def test_erasure_after_merge_leaves_no_link_to_either_record(kernel: Kerne
         left = (await conn.execute(sa.select(merges))).all()
     assert linked == [] and left == []
     await check_invariants(kernel, a)
+
+
+
+async def test_console_member_view_of_a_merged_record_links_the_survivor(
+        kernel: Kernel, admin_headers: dict[str, str]) -> None:
+    from loyalty_helpers import loyalty_client
+
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    await drain(kernel)
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    async for client in loyalty_client(kernel):
+        r = await client.get(f"/console/loyalty/members/{b}", headers=admin_headers)
+        assert r.status_code == 200, r.text
+        assert f'href="/console/loyalty/members/{a}"' in r.text and "was merged" in r.text
+        r = await client.get(f"/console/loyalty/members/{a}", headers=admin_headers)
+        assert r.status_code == 200 and "was merged" not in r.text
