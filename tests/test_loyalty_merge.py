@@ -69,14 +69,17 @@ async def test_merge_moves_points_lots_tier_and_progress_once(kernel: Kernel) ->
     await drain(kernel)
 
     sa_, sb = await summary(kernel, a), await summary(kernel, b)
-    # Both balances, plus the quest the combined progress completes (below).
-    assert sa_["balance"] == before_a["balance"] + before_b["balance"] + 150
+    # Both balances, less the second welcome reward (one per person), plus the quest the
+    # combined progress completes (below).
+    moved = before_b["balance"] - 50
+    assert sa_["balance"] == before_a["balance"] + moved + 150
     assert sa_["pending"] == before_a["pending"] + before_b["pending"] == 600
     assert (sb["balance"], sb["pending"], sb["member"]) == (0, 0, False)
     assert (await kernel.service(MemberViews).overview(b))["merged_into"] == a
     assert sa_["tier"] == "silver"  # the higher tier of the two
-    assert ("merge_in", before_b["balance"]) in await kinds(kernel, a)
-    assert ("merge_out", -before_b["balance"]) in await kinds(kernel, b)
+    assert ("merge_in", moved) in await kinds(kernel, a)
+    assert ("merge_out", -moved) in await kinds(kernel, b)
+    assert ("reverse", -50) in await kinds(kernel, b)
     # Quest progress follows: the categories bought on both records count together,
     # completing "three categories this month" at once.
     quests = {q["id"]: q for q in await kernel.service(MemberViews).quests(a)}
@@ -203,6 +206,8 @@ async def test_transfer_is_one_balanced_pair_of_transactions(kernel: Kernel) -> 
     await setup_programme(kernel)
     a, b = await two_customers(kernel)
     await drain(kernel)
+    async with kernel.db.transaction() as uow:
+        await kernel.service(LoyaltyService).grant_goodwill(uow, b, 70, "sorry", "case-1")
     await staff_merge(kernel, a, b)
     await drain(kernel)
     async with kernel.db.read() as conn:
@@ -213,7 +218,8 @@ async def test_transfer_is_one_balanced_pair_of_transactions(kernel: Kernel) -> 
             lots.c.customer_id == b))).scalar()
         bal = dict((await conn.execute(sa.select(accounts.c.account, accounts.c.balance).where(
             accounts.c.customer_id == b))).all())
-    assert sorted(rows) == [("merge_in", a, 50), ("merge_out", b, -50)]
+    # b's welcome reward was reversed (a already had one): only the goodwill moves.
+    assert sorted(rows) == [("merge_in", a, 70), ("merge_out", b, -70)]
     assert left == 0 and set(bal.values()) == {0}
 
 
@@ -257,3 +263,17 @@ async def test_console_member_view_of_a_merged_record_links_the_survivor(
         assert f'href="/console/loyalty/members/{a}"' in r.text and "was merged" in r.text
         r = await client.get(f"/console/loyalty/members/{a}", headers=admin_headers)
         assert r.status_code == 200 and "was merged" not in r.text
+
+
+async def test_merging_a_record_loyalty_never_saw_writes_no_entries(kernel: Kernel) -> None:
+    a, b = await two_customers(kernel)  # no programme yet: no welcome, no membership
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    async with kernel.db.read() as conn:
+        n = (await conn.execute(sa.select(sa.func.count()).select_from(transactions))).scalar()
+    assert n == 0
+    await setup_programme(kernel)
+    await emit(kernel, b, "interaction.recorded", {"kind": "product_reviewed", "sku": "S1"})
+    await drain(kernel)  # a late event of the merged record counts for the survivor
+    assert (await summary(kernel, a))["balance"] == 20 + 10
+    assert (await summary(kernel, b))["member"] is False

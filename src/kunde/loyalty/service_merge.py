@@ -33,7 +33,9 @@ from kunde.loyalty import ledger
 from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.service_quests import QuestEngine
 from kunde.loyalty.tables import (
+    accounts,
     badges,
+    lots,
     member_segments,
     members,
     merges,
@@ -46,6 +48,7 @@ from kunde.loyalty.tables import (
     streaks,
     team_members,
     teams,
+    transactions,
 )
 from kunde.store.database import UnitOfWork
 from kunde.store.sql import insert_ignore
@@ -84,19 +87,21 @@ class MemberMerges:
         if not loser or not survivor or loser == survivor:
             return None
         now = self.kernel.clock.now()
+        if not await self._footprint(uow, loser):
+            # Never a member (e.g. an anonymous visitor's record): nothing to move, only
+            # where its later events go. No ledger entries for the many such merges.
+            await self._remember(uow, loser, survivor, event.id, now)
+            await uow.execute(member_segments.delete().where(
+                member_segments.c.customer_id == loser))
+            return None
+        await self._one_welcome(uow, loser, survivor, event.id, now)
         moved = await ledger.transfer_member(
             uow, loser=loser, survivor=survivor, cause_id=event.id, now=now,
             reason=f"customer record {loser} merged into {survivor}: points moved")
         if moved is None:
             return None
         out, into = moved
-        await uow.execute(merges.delete().where(merges.c.merged_id == loser))
-        await uow.execute(merges.insert().values(
-            merged_id=loser, survivor_id=survivor, event_id=event.id, merged_at=now))
-        # Flatten: whatever was merged into the loser now belongs to the survivor.
-        await uow.execute(merges.update().where(
-            merges.c.survivor_id == loser, merges.c.undone_at.is_(None),
-        ).values(survivor_id=survivor))
+        await self._remember(uow, loser, survivor, event.id, now)
         await self._move_state(uow, loser, survivor, now)
         pending = sum(a for acct, a in await self._legs(uow, into.txn_id)
                       if acct.endswith(":pending"))
@@ -106,6 +111,49 @@ class MemberMerges:
             "merge_event_id": event.id,
         }, subject_id=survivor, source="loyalty"))
         return survivor
+
+    @staticmethod
+    async def _remember(uow: UnitOfWork, loser: str, survivor: str, event_id: str,
+                        now: datetime) -> None:
+        await uow.execute(merges.delete().where(merges.c.merged_id == loser))
+        await uow.execute(merges.insert().values(
+            merged_id=loser, survivor_id=survivor, event_id=event_id, merged_at=now))
+        # Flatten: whatever was merged into the loser now belongs to the survivor.
+        await uow.execute(merges.update().where(
+            merges.c.survivor_id == loser, merges.c.undone_at.is_(None),
+        ).values(survivor_id=survivor))
+
+    @staticmethod
+    async def _footprint(uow: UnitOfWork, cid: str) -> bool:
+        """Whether loyalty holds anything of this record (membership, ledger, orders)."""
+        for col in (members.c.customer_id, accounts.c.customer_id, purchases.c.customer_id):
+            if (await uow.execute(sa.select(col).where(col == cid).limit(1))).first():
+                return True
+        return False
+
+    async def _one_welcome(self, uow: UnitOfWork, loser: str, survivor: str, event_id: str,
+                           now: datetime) -> None:
+        """One welcome reward per person: when both records had one, what is left of the
+        merged record's welcome is reversed (what was already spent is forgiven)."""
+        def welcomes_of(ids: list[str]) -> Any:
+            return sa.select(transactions.c.id).where(transactions.c.kind == "welcome",
+                                                      transactions.c.customer_id.in_(ids))
+
+        theirs = list((await uow.execute(welcomes_of([loser]))).scalars().all())
+        if not theirs:
+            return
+        mine = [survivor, *(m for m, undone in await merged_history(uow, survivor)
+                            if undone is None)]
+        if (await uow.execute(welcomes_of(mine).limit(1))).first() is None:
+            return
+        for lot_id in theirs:
+            left = (await uow.execute(sa.select(lots.c.remaining).where(
+                lots.c.id == lot_id, lots.c.customer_id == loser))).scalar()
+            if left:
+                await ledger.reverse_lot(
+                    uow, customer_id=loser, lot_id=lot_id, points=int(left), cause_id=event_id,
+                    reason="welcome reward already granted to this person (one per person)",
+                    now=now)
 
     async def unmerge(self, uow: UnitOfWork, event: Event) -> None:
         """Record the split; the restored record earns for itself again (points stay)."""
