@@ -58,15 +58,21 @@ def start_kunde(port: int, env: dict[str, str], *, log: Path | None = None
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
     """Signal a process and every process it started (a crash takes them all)."""
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # not a group leader: signal the process itself
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
     proc.wait()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
@@ -75,6 +81,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def wrk(url: str, *, seconds: int, connections: int = 32, threads: int = 1) -> dict[str, float]:
     """Closed-loop load with wrk; requests/s and latency percentiles in milliseconds."""
+    if not Path("/usr/bin/wrk").exists():
+        raise SystemExit("wrk is not installed: apt-get install wrk")
     done = subprocess.run(
         ["/usr/bin/wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         capture_output=True, text=True, check=True,

@@ -61,9 +61,12 @@ def _start_bare(port: int, target: str = "hello_app", factory: bool = False
     code = (f"from granian import Granian; Granian('bench.http_overhead:{target}', "
             f"address='127.0.0.1', port={port}, interface='asgi', workers=1, "
             f"factory={factory}, log_enabled=False).serve()")
+    # Its own process group, like `start_kunde`: `stop` signals the group, and granian's
+    # worker would otherwise outlive a signal sent to a group that does not exist.
     return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def main() -> dict[str, Any]:
