@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-EVENTS = 10_000
-ORDERS = 100
-ROUNDS = 400
+# Smaller runs for a quick look: KUNDE_BENCH_EVENTS, KUNDE_BENCH_ORDERS, KUNDE_BENCH_ROUNDS.
+EVENTS = int(os.environ.get("KUNDE_BENCH_EVENTS", 10_000))
+ORDERS = int(os.environ.get("KUNDE_BENCH_ORDERS", 100))
+ROUNDS = int(os.environ.get("KUNDE_BENCH_ROUNDS", 400))
 
 
 async def run() -> dict[str, Any]:
@@ -47,7 +48,7 @@ async def run() -> dict[str, Any]:
             traits={"first_name": "Bench"})
         for start in range(0, EVENTS, 1000):
             async with kernel.db.transaction() as uow:
-                for i in range(start, start + 1000):
+                for i in range(start, min(start + 1000, EVENTS)):
                     uow.emit(Event.new("ingest.track", {
                         "event": "Product Viewed", "properties": {"sku": f"SKU-{i % 300}"}},
                         subject_id=cid, source="web"))
@@ -72,6 +73,7 @@ async def run() -> dict[str, Any]:
         for _ in range(20):
             view = await ws.view(case_id, agent)
         panels = {n: p["status"] for n, p in view["panels"].items()}
+        queries = await statements_per_view(kernel, ws, case_id, agent)
         times = []
         cpu0 = time.process_time()
         for _ in range(ROUNDS):
@@ -91,7 +93,30 @@ async def run() -> dict[str, Any]:
         # CPU of the whole process (event loop + SQLite threads) per view: what the view
         # costs regardless of how busy the shared machine is.
         "cpu_ms_per_view": round(cpu_ms, 2), "load_average": os.getloadavg()[0],
+        "sql_statements_per_view": queries,
     }
+
+
+async def statements_per_view(kernel: Any, ws: Any, case_id: str, agent: Any) -> int:
+    """SQL statements one view sends through the engines (the bare-driver quick reads
+    are not counted)."""
+    from sqlalchemy import event
+
+    count = 0
+
+    def seen(*_: Any) -> None:
+        nonlocal count
+        count += 1
+
+    engines = {id(e): e.sync_engine for e in (kernel.db.reader, kernel.db.writer)}
+    for engine in engines.values():
+        event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await ws.view(case_id, agent)
+    finally:
+        for engine in engines.values():
+            event.remove(engine, "before_cursor_execute", seen)
+    return count
 
 
 async def panel_times(kernel: Any, case_id: str) -> dict[str, float]:
