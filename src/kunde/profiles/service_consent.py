@@ -4,6 +4,12 @@ A purpose is allowed only after an explicit grant that was not withdrawn later (
 record means no). Each change is a history row (when, how, channel, text version,
 actor) and a ``consent.changed`` event. For a stitched customer the most recent
 decision across its records counts.
+
+The read side asked on hot paths (`is_allowed`, `granted`, `state`) runs on the quick
+readers (`kunde.store.quick`): one statement that joins through ``customers.canonical_id``
+to every record of the person, or, for an id no customer record holds, reads that id's own
+decisions. It reads the committed state at every call (nothing is cached), so a decision
+recorded in this process counts for the next check.
 """
 
 from __future__ import annotations
@@ -20,12 +26,63 @@ from kunde.core.events import Event
 from kunde.core.ids import new_id
 from kunde.profiles import graph
 from kunde.profiles.models import PURPOSES
-from kunde.profiles.tables import consent_records, consent_state
+from kunde.profiles.tables import consent_records, consent_state, customers
 from kunde.store.database import UnitOfWork
+from kunde.store.quick import Query, QuickSession
 from kunde.store.sql import insert_ignore, upsert
 
 if TYPE_CHECKING:
     from kunde.kernel import Kernel
+
+
+def _person_state(with_record: bool) -> Query:
+    """A person's consent_state rows: through every record sharing the canonical id of
+    ``cid``, or the rows of ``cid`` itself when no customer record has that id (decisions
+    recorded for an unknown id are stored under it). With ``with_record``, the decision
+    record's method, channel and text version (NULL ``record`` when the record is gone)."""
+    cid = sa.bindparam("cid", type_=sa.String())
+    me, member = customers.alias("me"), customers.alias("member")
+    cols: list[Any] = [consent_state.c.customer_id, consent_state.c.purpose,
+                       consent_state.c.granted, consent_state.c.at]
+    if with_record:
+        cols += [consent_records.c.id.label("record"), consent_records.c.method,
+                 consent_records.c.channel, consent_records.c.text_version]
+
+    def records(source: Any) -> Any:
+        if not with_record:
+            return source
+        return source.outerjoin(consent_records,
+                                consent_records.c.id == consent_state.c.record_id)
+
+    merged = (sa.select(*cols).select_from(records(
+        me.join(member, member.c.canonical_id == me.c.canonical_id)
+        .join(consent_state, consent_state.c.customer_id == member.c.id)))
+        .where(me.c.id == cid))
+    unknown = (sa.select(*cols).select_from(records(consent_state))
+               .where(consent_state.c.customer_id == cid,
+                      ~sa.exists().where(customers.c.id == cid)))
+    return Query(sa.select(sa.union_all(merged, unknown).subquery()))
+
+
+PERSON_GRANTS = _person_state(with_record=False)
+PERSON_STATE = _person_state(with_record=True)
+
+
+def _latest(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per purpose, the row of the most recent decision across the person's records (ties
+    broken by record id, so the answer does not depend on the plan)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: (r["at"], r["customer_id"])):
+        out[r["purpose"]] = r
+    return out
+
+
+async def granted_in(q: QuickSession, customer_id: str) -> dict[str, bool]:
+    """Every purpose of `PURPOSES` → whether the person's latest decision is a grant, read
+    in the caller's quick session (one statement)."""
+    latest = _latest(await q.fetch(PERSON_GRANTS, cid=customer_id))
+    return {**dict.fromkeys(PURPOSES, False),
+            **{p: bool(r["granted"]) for p, r in latest.items()}}
 
 
 class ConsentService:
@@ -34,14 +91,16 @@ class ConsentService:
 
     async def is_allowed(self, customer_id: str, purpose: str) -> bool:
         """True only when the customer's latest decision for ``purpose`` is a grant."""
-        async with self.k.db.read() as conn:
-            ids = await self._ids(conn, customer_id)
-            row = (await conn.execute(
-                sa.select(consent_state.c.granted)
-                .where(consent_state.c.customer_id.in_(ids), consent_state.c.purpose == purpose)
-                .order_by(consent_state.c.at.desc()).limit(1)
-            )).first()
-        return bool(row and row.granted)
+        return (await self.granted(customer_id)).get(purpose, False)
+
+    async def granted(self, customer_id: str) -> dict[str, bool]:
+        """Every purpose → whether the customer's latest decision is a grant."""
+        async with self.k.db.quick.session() as q:
+            return await granted_in(q, customer_id)
+
+    async def is_allowed_in(self, q: QuickSession, customer_id: str, purpose: str) -> bool:
+        """`is_allowed` inside a caller's quick session (hot paths reading more besides)."""
+        return (await granted_in(q, customer_id)).get(purpose, False)
 
     async def grant(self, customer_id: str, purpose: str, **how: Any) -> bool:
         """Record a grant; see `record` for the keyword arguments. True when it changed."""
@@ -103,19 +162,14 @@ class ConsentService:
 
     async def state(self, customer_id: str) -> dict[str, dict[str, Any]]:
         """Current decision per purpose (every purpose listed; never decided = not granted)."""
-        async with self.k.db.read() as conn:
-            ids = await self._ids(conn, customer_id)
-            rows = (await conn.execute(
-                sa.select(consent_state, consent_records.c.method, consent_records.c.channel,
-                          consent_records.c.text_version)
-                .join(consent_records, consent_records.c.id == consent_state.c.record_id)
-                .where(consent_state.c.customer_id.in_(ids)))).all()
+        async with self.k.db.quick.session() as q:
+            rows = await q.fetch(PERSON_STATE, cid=customer_id)
         out: dict[str, dict[str, Any]] = {p: {"granted": False, "at": None, "method": None,
                                               "channel": None, "text_version": None}
                                           for p in PURPOSES}
-        for r in sorted(rows, key=lambda r: r.at):
-            out[r.purpose] = {"granted": bool(r.granted), "at": r.at, "method": r.method,
-                              "channel": r.channel, "text_version": r.text_version}
+        for purpose, r in _latest([r for r in rows if r["record"] is not None]).items():
+            out[purpose] = {"granted": bool(r["granted"]), "at": r["at"], "method": r["method"],
+                            "channel": r["channel"], "text_version": r["text_version"]}
         return out
 
     async def history(self, customer_id: str) -> list[dict[str, Any]]:
