@@ -194,3 +194,31 @@ async def test_out_of_order_scans_settle_on_the_newest(kernel: Kernel) -> None:
         assert view["status"] == "delivered" and view["is_open"] is False
         assert len(view["checkpoints"]) == len(journey)
         assert [c["status"] for c in view["checkpoints"]] == journey
+
+
+async def test_one_batch_with_repeated_numbers_applies_like_one_by_one(
+        client: httpx.AsyncClient, kernel: Kernel, admin_headers: dict[str, str]) -> None:
+    """`apply_pending` reads a batch's shipments ahead; an update must still see what the
+    previous update of the same parcel (or unknown number) wrote."""
+    await configure_carriers(kernel)
+    order = await paid_order(kernel, await customer(kernel))
+    shipment = await ship(client, admin_headers, order, "KB1", "postnord")
+    sends = [("KB1", "COLLECTED", "2030-01-07T09:00:00Z"),
+             ("ZZ404", "COLLECTED", "2030-01-07T09:00:00Z"),
+             ("KB1", "DELIVERED", "2030-01-08T09:00:00Z"),
+             ("ZZ404", "DELIVERED", "2030-01-08T09:00:00Z"),
+             ("KB1", "COLLECTED", "2030-01-07T09:00:00Z")]  # an older scan, repeated
+    for number, code, at in sends:
+        body, hdrs = signed(postnord_event(number, code, at))
+        r = await client.post("/webhooks/carriers/postnord", content=body, headers=hdrs)
+        assert r.status_code == 202
+    service = kernel.service(FulfilmentService)
+    assert await service.apply_pending() == "applied 3, unknown 2"
+    view = await service.get_shipment(shipment["id"])
+    assert view["status"] == "delivered" and len(view["checkpoints"]) == 2
+    assert view["first_scan_at"].isoformat().startswith("2030-01-07T09:00")
+    unknown = (await client.get("/v1/fulfilment/unknown-tracking",
+                                headers=admin_headers)).json()
+    assert [(u["tracking_number"], u["seen_count"], u["last_status"]) for u in unknown] \
+        == [("ZZ404", 2, "delivered")]
+    assert len(unknown[0]["updates"]) == 2

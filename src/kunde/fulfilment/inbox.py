@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from kunde.fulfilment.tables import tracking_inbox
-from kunde.store.database import Database
+from kunde.store.database import Database, Dialect
 from kunde.store.sql import insert_ignore
 
 MAX_BATCH = 500
@@ -27,6 +27,7 @@ class InboxWriter:
         self.db = db
         self._pending: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._insert: Any = None
 
     async def submit(self, row: dict[str, Any]) -> bool:
         """Store one webhook; True once committed, False when its message id is a replay."""
@@ -60,12 +61,19 @@ class InboxWriter:
             first.setdefault((r["carrier"], r["msg_id"]), i)
         unique = [rows[i] for i in sorted(first.values())]
         async with self.db.transaction() as uow:
-            stmt = insert_ignore(uow.dialect, tracking_inbox, ["carrier", "msg_id"]).returning(
-                tracking_inbox.c.carrier, tracking_inbox.c.msg_id)
             stored = {(str(r.carrier), str(r.msg_id))
-                      for r in (await uow.execute(stmt, unique)).all()}
+                      for r in (await uow.execute(self._statement(uow.dialect),
+                                                  unique)).all()}
         return [first[(r["carrier"], r["msg_id"])] == i and (r["carrier"], r["msg_id"]) in stored
                 for i, r in enumerate(rows)]
+
+    def _statement(self, dialect: Dialect) -> Any:
+        # Built once: constructing the dialect's INSERT … ON CONFLICT costs more than
+        # the rest of a small batch's Python work.
+        if self._insert is None:
+            self._insert = insert_ignore(dialect, tracking_inbox, ["carrier", "msg_id"]) \
+                .returning(tracking_inbox.c.carrier, tracking_inbox.c.msg_id)
+        return self._insert
 
     async def _write_one_by_one(self, rows: list[dict[str, Any]]) -> list[bool]:
         results = []

@@ -73,6 +73,43 @@ def update_from_json(d: Mapping[str, Any]) -> TrackingUpdate:
     return carriers.kunde({"updates": [d]})[0]
 
 
+_UNKNOWN: Any = object()  # not prefetched: look it up
+_MARK_PROCESSED = tracking_inbox.update().where(tracking_inbox.c.seq == sa.bindparam("s")) \
+    .values(outcome=sa.bindparam("o"))
+
+
+class _Batch:
+    """Rows read ahead for one `apply_pending` batch: shipments and unknown numbers by
+    tracking number. A shipment an update changed is forgotten (read again if needed)."""
+
+    def __init__(self, found: dict[str, Any]) -> None:
+        self.found = found
+
+    def shipment(self, carrier: str, number: str) -> Any:
+        entry = self.found.get(number)
+        if entry is None or entry.get("stale"):
+            return _UNKNOWN
+        for ship in entry["ships"]:
+            if carrier == "kunde" or ship.carrier == carrier:
+                return ship
+        return None
+
+    def changed(self, number: str) -> None:
+        if number in self.found:
+            self.found[number]["stale"] = True
+
+    def unknown(self, carrier: str, number: str) -> Any:
+        entry = self.found.get(number)
+        if entry is None or entry.get("stale"):
+            return _UNKNOWN
+        return entry["unknown"].get(carrier)
+
+    def recorded(self, carrier: str, number: str, updates: list[Any]) -> None:
+        entry = self.found.get(number)
+        if entry is not None:
+            entry["unknown"][carrier] = updates
+
+
 class FulfilmentService:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -189,29 +226,57 @@ class FulfilmentService:
                 .order_by(tracking_inbox.c.seq).limit(limit))).all()
             if not rows:
                 return "nothing to apply"
+            taken, count = [], 0
             for row in rows:
-                if applied + unknown >= max_updates:
+                if count >= max_updates:
                     break
+                taken.append((row, [update_from_json(raw) for raw in row.updates]))
+                count += len(row.updates)
+            # The shipments (and unknown numbers) of the whole batch in two queries, not
+            # two per update; a shipment changed by one update is read again by the next.
+            batch = _Batch(await self._prefetch(uow, [u for _, us in taken for u in us]))
+            done = []
+            for row, updates in taken:
                 outcomes = []
-                for raw in row.updates:
-                    outcome = await self.apply(uow, row.carrier, update_from_json(raw))
+                for update in updates:
+                    outcome = await self.apply(uow, row.carrier, update, batch=batch)
                     outcomes.append(outcome)
                     applied += outcome != "unknown"
                     unknown += outcome == "unknown"
-                await uow.execute(tracking_inbox.update().where(
-                    tracking_inbox.c.seq == row.seq).values(
-                    processed_at=self.kernel.clock.now(),
-                    outcome=",".join(sorted(set(outcomes)))[:200]))
+                done.append({"s": row.seq, "o": ",".join(sorted(set(outcomes)))[:200]})
+            await uow.execute(_MARK_PROCESSED.values(processed_at=self.kernel.clock.now()),
+                              done)
         return f"applied {applied}, unknown {unknown}"
 
-    async def apply(self, uow: UnitOfWork, carrier: str, update: TrackingUpdate) -> str:
-        q = sa.select(shipments).where(shipments.c.tracking_number == update.tracking_number)
-        if carrier != "kunde":
-            q = q.where(shipments.c.carrier == carrier)
-        ship = (await uow.execute(q)).first()
+    async def _prefetch(self, uow: UnitOfWork, updates: list[TrackingUpdate]
+                        ) -> dict[str, Any]:
+        numbers = sorted({u.tracking_number for u in updates})
+        found: dict[str, Any] = {n: {"ships": [], "unknown": {}} for n in numbers}
+        for chunk in (numbers[i:i + 500] for i in range(0, len(numbers), 500)):
+            for ship in (await uow.execute(sa.select(shipments).where(
+                    shipments.c.tracking_number.in_(chunk)))).all():
+                found[ship.tracking_number]["ships"].append(ship)
+            for u in (await uow.execute(sa.select(
+                    unknown_tracking.c.carrier, unknown_tracking.c.tracking_number,
+                    unknown_tracking.c.updates).where(
+                    unknown_tracking.c.tracking_number.in_(chunk)))).all():
+                found[u.tracking_number]["unknown"][u.carrier] = u.updates
+        return found
+
+    async def apply(self, uow: UnitOfWork, carrier: str, update: TrackingUpdate, *,
+                    batch: _Batch | None = None) -> str:
+        ship = batch.shipment(carrier, update.tracking_number) if batch else _UNKNOWN
+        if ship is _UNKNOWN:
+            q = sa.select(shipments).where(
+                shipments.c.tracking_number == update.tracking_number)
+            if carrier != "kunde":
+                q = q.where(shipments.c.carrier == carrier)
+            ship = (await uow.execute(q)).first()
         if ship is None:
-            await self._record_unknown(uow, carrier, update)
+            await self._record_unknown(uow, carrier, update, batch=batch)
             return "unknown"
+        if batch:
+            batch.changed(update.tracking_number)
         cp = update.checkpoint
         now = self.kernel.clock.now()
         inserted = await uow.execute(insert_ignore(uow.dialect, checkpoints), {
@@ -268,21 +333,28 @@ class FulfilmentService:
                 await self.kernel.service(OrderService).record_delivery(
                     uow, ship.order_id, ship.id)
 
-    async def _record_unknown(self, uow: UnitOfWork, carrier: str, u: TrackingUpdate) -> None:
+    async def _record_unknown(self, uow: UnitOfWork, carrier: str, u: TrackingUpdate, *,
+                              batch: _Batch | None = None) -> None:
         now = self.kernel.clock.now()
         key = (unknown_tracking.c.carrier == carrier,
                unknown_tracking.c.tracking_number == u.tracking_number)
-        row = (await uow.execute(sa.select(unknown_tracking.c.updates).where(*key))).first()
-        if row is None:
+        known = batch.unknown(carrier, u.tracking_number) if batch else _UNKNOWN
+        if known is _UNKNOWN:
+            row = (await uow.execute(sa.select(unknown_tracking.c.updates).where(*key))).first()
+            known = None if row is None else row.updates
+        if known is None:
+            updates = [update_to_json(u)]
             await uow.execute(unknown_tracking.insert().values(
                 carrier=carrier, tracking_number=u.tracking_number, first_seen=now,
                 last_seen=now, seen_count=1, last_status=u.checkpoint.status,
-                updates=[update_to_json(u)]))
-            return
-        await uow.execute(unknown_tracking.update().where(*key).values(
-            last_seen=now, seen_count=unknown_tracking.c.seen_count + 1,
-            last_status=u.checkpoint.status,
-            updates=[*row.updates, update_to_json(u)][-50:]))
+                updates=updates))
+        else:
+            updates = [*known, update_to_json(u)][-50:]
+            await uow.execute(unknown_tracking.update().where(*key).values(
+                last_seen=now, seen_count=unknown_tracking.c.seen_count + 1,
+                last_status=u.checkpoint.status, updates=updates))
+        if batch:
+            batch.recorded(carrier, u.tracking_number, updates)
 
     async def _adopt_unknown(self, uow: UnitOfWork, carrier: str, tracking_number: str) -> int:
         """Apply updates that arrived before the shipment was known."""
