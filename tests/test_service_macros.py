@@ -147,3 +147,30 @@ def test_macro_variables_come_only_from_visible_panels() -> None:
     hidden = {"profile": {"status": "not_permitted", "data": None}}
     assert set(macro_variables(case, hidden, "Bo", "u")) == {"case_number", "agent_name",
                                                              "portal_url"}
+
+
+async def test_recategorising_a_case_changes_its_suggestions_and_queue(
+        kernel: Kernel, client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+    cid = await kernel.service(ProfileService).ensure_customer(
+        {"email": "ole@example.com"}, "web", traits={"first_name": "Ole"})
+    case_id = await kernel.service(CaseService).open_case(
+        NewCase(channel="email", subject="Refund?", customer_id=cid),
+        Actor("customer", cid, "customer"), body="Where is my money?")
+    r = await client.get(f"/v1/service/cases/{case_id}/macros", headers=admin_headers)
+    assert r.json()[0]["category"] == "general"
+    r = await client.patch(f"/v1/service/cases/{case_id}", headers=admin_headers,
+                           json={"category": "refund"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["category"], r.json()["queue"]) == ("refund", "billing")
+    r = await client.get(f"/v1/service/cases/{case_id}/macros", headers=admin_headers)
+    assert r.json()[0]["key"] == "refund-confirmed"
+    assert r.json()[0]["unfilled"] == ["order_number"]  # no order on the case
+    # Routed by hand, a case stays in its queue when its category changes.
+    await client.patch(f"/v1/service/cases/{case_id}", headers=admin_headers,
+                       json={"queue": "vip"})
+    r = await client.patch(f"/v1/service/cases/{case_id}", headers=admin_headers,
+                           json={"category": "delivery"})
+    assert (r.json()["category"], r.json()["queue"]) == ("delivery", "vip")
+    r = await client.patch(f"/v1/service/cases/{case_id}", headers=admin_headers,
+                           json={"category": "weather"})
+    assert r.status_code == 422 and r.json()["code"] == "service.invalid_case"

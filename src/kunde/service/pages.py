@@ -54,6 +54,7 @@ async def case_page(request: Request[Any, Any, Any], kernel: KernelDep,
     draft = chosen["text"] if chosen else ""
     return page(request, T + "case.html", v=view, case=case, macros=macros[:6], draft=draft,
                 chosen=chosen, error=error, statuses=models.STATUSES, priorities=models.PRIORITIES,
+                categories=sorted(models.CATEGORY_QUEUE),
                 queues=models.QUEUES, can_write=p.can("service:write"),
                 idem=new_id(), now=kernel.clock.now())
 
@@ -99,7 +100,8 @@ async def case_update(request: Request[Any, Any, Any], kernel: KernelDep,
             priority=data.get("priority") or None, queue=data.get("queue") or None,
             assignee_id=p.id if assignee == "me" else ("" if assignee == "none" else None),
             assignee_name=p.name if assignee == "me" else None,
-            tags=[t for t in (data.get("tags") or "").split(",")] if "tags" in data else None)
+            tags=[t for t in (data.get("tags") or "").split(",")] if "tags" in data else None,
+            category=data.get("category") or None)
     except KundeError as exc:
         return _back(case_id, exc.detail)
     return _back(case_id)

@@ -45,6 +45,7 @@ class CaseChange(msgspec.Struct, forbid_unknown_fields=True):
     assignee_id: str | None = None
     assignee_name: str | None = None
     tags: list[str] | None = None
+    category: str | None = None
 
 
 class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -135,7 +136,8 @@ async def change_case(request: Request[Any, Any, Any], kernel: KernelDep,
     cases = kernel.service(CaseService)
     await cases.update(case_id, actor_of(principal_of(request)), status=data.status,
                        priority=data.priority, queue=data.queue, assignee_id=data.assignee_id,
-                       assignee_name=data.assignee_name, tags=data.tags)
+                       assignee_name=data.assignee_name, tags=data.tags,
+                       category=data.category)
     return await cases.get_case(case_id)
 
 

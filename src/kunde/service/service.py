@@ -227,18 +227,25 @@ class CaseService:
     async def update(self, case_id: str, actor: Actor, *, status: str | None = None,
                      priority: str | None = None, queue: str | None = None,
                      assignee_id: str | None = None, assignee_name: str | None = None,
-                     tags: Sequence[str] | None = None) -> None:
+                     tags: Sequence[str] | None = None, category: str | None = None) -> None:
         async with self.kernel.db.transaction() as uow:
             await self.update_in(uow, case_id, actor, status=status, priority=priority,
                                  queue=queue, assignee_id=assignee_id,
-                                 assignee_name=assignee_name, tags=tags)
+                                 assignee_name=assignee_name, tags=tags, category=category)
 
     async def update_in(self, uow: UnitOfWork, case_id: str, actor: Actor, *,
                         status: str | None = None, priority: str | None = None,
                         queue: str | None = None, assignee_id: str | None = None,
-                        assignee_name: str | None = None, tags: Sequence[str] | None = None
-                        ) -> None:
+                        assignee_name: str | None = None, tags: Sequence[str] | None = None,
+                        category: str | None = None) -> None:
         case = await self._case_for_update(uow, case_id)
+        if category and category != case.category:
+            if category not in models.CATEGORY_QUEUE:
+                raise InvalidCase("category must be one of "
+                                  f"{', '.join(sorted(models.CATEGORY_QUEUE))}")
+            # A case still in its category's queue follows the new category.
+            if queue in (None, "", case.queue) and case.queue == models.queue_for(case.category):
+                queue = models.queue_for(category)
         now = self.kernel.clock.now()
         changes: dict[str, Any] = {}
         if status and status != case.status:
@@ -253,6 +260,8 @@ class CaseService:
             if priority not in models.PRIORITIES:
                 raise InvalidCase(f"priority must be one of {', '.join(models.PRIORITIES)}")
             changes["priority"] = priority
+        if category and category != case.category:
+            changes["category"] = category
         if queue and queue != case.queue:
             if queue not in models.QUEUES:
                 raise InvalidCase(f"queue must be one of {', '.join(models.QUEUES)}")
