@@ -49,6 +49,12 @@ class MergedMeanwhile(RuntimeError):
     """The event's customer was merged concurrently; the consumer retries the event."""
 
 
+# Handled whatever the programme says (welcome, orders, refunds, goodwill).
+ALWAYS_HANDLED = frozenset({
+    "fulfilment.goodwill_granted", "commerce.order_placed", "commerce.order_paid",
+    "commerce.refund_issued", "profiles.customer_created", "consent.changed"})
+
+
 class EarnEngine:
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -79,6 +85,8 @@ class EarnEngine:
         if event.type in ("segments.entered", "segments.left"):
             await self._segment(uow, cid, event)  # per record: a merged one is left anyway
             return
+        if event.type not in cp.event_types and event.type not in ALWAYS_HANDLED:
+            return  # most of the log: nothing to earn, no lookup
         subject = cid
         cid = await live_id(uow, cid)  # a merged record's late events count for its survivor
         await self._earn(uow, event, cid, cp, now)
