@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cpu import tree_cpu_seconds
 from _databases import on_each_database
 
 RATE = int(os.environ.get("BENCH_RATE", "200"))
@@ -141,7 +142,14 @@ async def _run(url: str, tmp: Path) -> dict[str, Any]:
                                      headers={"Authorization": f"Bearer {key}"}) as c:
             carts = await _prepare(c, RATE * SECONDS)
             await _fire(c, carts[: RATE])  # warm-up on a first slice, then the measured run
-            return await _fire(c, carts[RATE:]) if SECONDS > 1 else {}
+            if SECONDS <= 1:
+                return {}
+            cpu0 = tree_cpu_seconds(proc.pid)
+            out = await _fire(c, carts[RATE:])
+            # The server's CPU (consumers included) per checkout: comparable on a busy machine.
+            out["server_cpu_ms_per_order"] = round(
+                (tree_cpu_seconds(proc.pid) - cpu0) * 1000 / max(out["orders"], 1), 2)
+            return out
     finally:
         proc.terminate()
         proc.wait(10)

@@ -20,9 +20,10 @@ from typing import Any
 
 import httpx
 
+from bench._cpu import tree_cpu_seconds
 from bench.fulfilment_common import SECRET, Server, temp_settings
 
-REQUESTS = 3000
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "3000"))
 CONCURRENCY = 16
 
 
@@ -101,7 +102,11 @@ def main() -> dict[str, Any]:
     try:
         endpoint = server.url + "/webhooks/carriers/postnord"
         asyncio.run(fire(endpoint, bodies(200, 1)))  # warm-up
+        cpu0 = tree_cpu_seconds(server.proc.pid)
         single = asyncio.run(fire(endpoint, bodies(REQUESTS, 1)))
+        # Server CPU per accepted update (background apply included when consumers run).
+        single["server_cpu_ms_per_update"] = round(
+            (tree_cpu_seconds(server.proc.pid) - cpu0) * 1000 / REQUESTS, 3)
         single["updates_per_s"] = single["requests_per_s"]
         batched = asyncio.run(fire(endpoint, bodies(REQUESTS // 10, 25)))
         batched["updates_per_s"] = round(batched["requests_per_s"] * 25)
