@@ -32,8 +32,7 @@ def consumers(kernel: Kernel) -> Sequence[Consumer]:
     engine = kernel.service(EarnEngine)
 
     async def handle(uow: UnitOfWork, events: Sequence[Event]) -> None:
-        for event in events:
-            await engine.handle(uow, event)
+        await engine.handle_batch(uow, events)
 
     return [Consumer(name="loyalty.engine", handle=handle, types=CONSUMED), consumer(kernel)]
 

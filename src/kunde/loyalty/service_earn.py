@@ -8,6 +8,7 @@ out to be a duplicate, so neither points nor caps are ever counted twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from kunde.loyalty import ledger
 from kunde.loyalty.models import Cap, Programme
 from kunde.loyalty.rules import CompiledProgramme, Earn, EventView, window_key
 from kunde.loyalty.service import LoyaltyService
-from kunde.loyalty.service_merge import MERGE_EVENTS, MemberMerges, live_id
+from kunde.loyalty.service_merge import MERGE_EVENTS, MemberMerges, live_id, live_ids
 from kunde.loyalty.service_quests import QuestEngine
 from kunde.loyalty.service_referrals import ReferralGuard
 from kunde.loyalty.tables import (
@@ -70,7 +71,25 @@ class EarnEngine:
             self._compiled = (prog, CompiledProgramme(prog))
         return self._compiled[1]
 
-    async def handle(self, uow: UnitOfWork, event: Event) -> None:
+    async def handle_batch(self, uow: UnitOfWork, events: Sequence[Event]) -> None:
+        """`handle` each event, with the batch's merge lookups done in one query."""
+        live = await live_ids(uow, {e.subject_id for e in events if e.subject_id})
+        credited: set[str] = set()
+        for event in events:
+            await self.handle(uow, event, live=live, credited=credited)
+        if uow.dialect == "postgresql" and credited:
+            # A merge of a credited record committed while we wrote to it (another
+            # worker, another partition): what we credited would stay behind. Roll back;
+            # the retry credits the survivor. (SQLite runs one writer at a time.)
+            moved = [c for c, survivor in (await live_ids(uow, credited)).items()
+                     if survivor != c]
+            if moved:
+                raise MergedMeanwhile(f"customers {moved} were merged while their events "
+                                      "were handled")
+
+    async def handle(self, uow: UnitOfWork, event: Event, *,
+                     live: dict[str, str] | None = None,
+                     credited: set[str] | None = None) -> None:
         cid = event.subject_id
         if not cid or event.erased or event.payload is None:
             return
@@ -81,6 +100,8 @@ class EarnEngine:
         now = self.kernel.clock.now()
         if event.type in MERGE_EVENTS:
             await self._merge(uow, event, now)
+            if live is not None:
+                live.clear()  # ids looked up before this merge may have moved
             return
         if event.type in ("segments.entered", "segments.left"):
             await self._segment(uow, cid, event)  # per record: a merged one is left anyway
@@ -88,13 +109,19 @@ class EarnEngine:
         if event.type not in cp.event_types and event.type not in ALWAYS_HANDLED:
             return  # most of the log: nothing to earn, no lookup
         subject = cid
-        cid = await live_id(uow, cid)  # a merged record's late events count for its survivor
+        # A merged record's late events count for its survivor.
+        if live is not None and cid in live:
+            cid = live[cid]
+        else:
+            cid = await live_id(uow, cid)
+            if live is not None:
+                live[subject] = cid
         await self._earn(uow, event, cid, cp, now)
-        if uow.dialect == "postgresql" and cid == subject and await live_id(uow, cid) != cid:
-            # A merge of this record committed while we wrote to it (another worker, another
-            # partition): what we credited would stay behind. Roll back; the retry credits
-            # the survivor. (SQLite runs one writer at a time: no such race.)
-            raise MergedMeanwhile(f"customer {cid} was merged while its event was handled")
+        if cid == subject:
+            if credited is not None:
+                credited.add(cid)  # checked once for the batch by handle_batch
+            elif uow.dialect == "postgresql" and await live_id(uow, cid) != cid:
+                raise MergedMeanwhile(f"customer {cid} was merged while its event was handled")
 
     async def _earn(self, uow: UnitOfWork, event: Event, cid: str, cp: CompiledProgramme,
                     now: datetime) -> None:

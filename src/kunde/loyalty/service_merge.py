@@ -23,6 +23,7 @@ events earn for it again. The history of both shows why.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,17 @@ async def live_id(conn: Any, customer_id: str) -> str:
     row = (await conn.execute(sa.select(merges.c.survivor_id).where(
         merges.c.merged_id == customer_id, merges.c.undone_at.is_(None)))).first()
     return str(row[0]) if row else customer_id
+
+
+async def live_ids(conn: Any, customer_ids: Iterable[str]) -> dict[str, str]:
+    """`live_id` of many customer ids in one query (ids without a merge map to themselves)."""
+    wanted = sorted(set(customer_ids))
+    out = {c: c for c in wanted}
+    for i in range(0, len(wanted), 500):
+        rows = await conn.execute(sa.select(merges.c.merged_id, merges.c.survivor_id).where(
+            merges.c.merged_id.in_(wanted[i:i + 500]), merges.c.undone_at.is_(None)))
+        out.update({str(m): str(s) for m, s in rows})
+    return out
 
 
 async def merged_history(conn: Any, customer_id: str) -> list[tuple[str, datetime | None]]:
