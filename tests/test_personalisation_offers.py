@@ -217,10 +217,10 @@ async def test_personal_inputs_are_read_once_per_visit_and_dropped_on_change(
     calls = 0
     read = svc._personal_inputs
 
-    async def counted(cid: str) -> tuple[object, ...]:
+    async def counted(*args: object) -> tuple[object, ...]:  # (quick session, customer)
         nonlocal calls
         calls += 1
-        return await read(cid)
+        return await read(*args)  # type: ignore[arg-type]
 
     svc._personal_inputs = counted  # type: ignore[method-assign,assignment]
     for context in ("home", "product:TEA-GRN", "cart"):

@@ -15,10 +15,17 @@ import sqlalchemy as sa
 
 from kunde.kernel import Kernel
 from kunde.personalisation.tables import consents, items, segment_members, tiers
+from kunde.store.quick import Query, QuickSession
+
+_customer = sa.bindparam("cid", type_=sa.String())
 
 
 class ConsentPort(Protocol):
     async def is_allowed(self, customer_id: str, purpose: str) -> bool: ...
+
+    async def is_allowed_in(self, q: QuickSession, customer_id: str, purpose: str) -> bool:
+        """`is_allowed` read in the caller's quick session (hot paths reading more)."""
+        ...
 
 
 class StockPort(Protocol):
@@ -39,6 +46,11 @@ def _service(kernel: Kernel, module: str, name: str) -> Any | None:
     return kernel.service(cls)
 
 
+PROJECTED_CONSENT = Query(sa.select(consents.c.granted).where(
+    consents.c.customer_id == _customer,
+    consents.c.purpose == sa.bindparam("purpose", type_=sa.String())))
+
+
 class ProjectedConsent:
     """Consent from our projection of ``consent.changed``; no record means not granted."""
 
@@ -46,10 +58,12 @@ class ProjectedConsent:
         self.kernel = kernel
 
     async def is_allowed(self, customer_id: str, purpose: str) -> bool:
-        async with self.kernel.db.read() as conn:
-            row = (await conn.execute(sa.select(consents.c.granted).where(
-                consents.c.customer_id == customer_id, consents.c.purpose == purpose))).first()
-        return bool(row and row[0])
+        async with self.kernel.db.quick.session() as q:
+            return await self.is_allowed_in(q, customer_id, purpose)
+
+    async def is_allowed_in(self, q: QuickSession, customer_id: str, purpose: str) -> bool:
+        row = await q.fetch_one(PROJECTED_CONSENT, cid=customer_id, purpose=purpose)
+        return bool(row and row["granted"])
 
 
 class ProfilesConsent:
@@ -58,6 +72,12 @@ class ProfilesConsent:
 
     async def is_allowed(self, customer_id: str, purpose: str) -> bool:
         return bool(await self.service.is_allowed(customer_id, purpose))
+
+    async def is_allowed_in(self, q: QuickSession, customer_id: str, purpose: str) -> bool:
+        inside = getattr(self.service, "is_allowed_in", None)
+        if inside is None:  # a consent service without quick reads: its own connection
+            return await self.is_allowed(customer_id, purpose)
+        return bool(await inside(q, customer_id, purpose))
 
 
 def consent_port(kernel: Kernel) -> ConsentPort:
@@ -102,18 +122,23 @@ def stock_port(kernel: Kernel) -> StockPort:
         return ProjectedStock(kernel)
     return CatalogStock(kernel, read)
 
+SEGMENTS_OF = Query(sa.select(segment_members.c.segment)
+                   .where(segment_members.c.customer_id == _customer)
+                   .order_by(segment_members.c.segment))
+TIER_OF = Query(sa.select(tiers.c.tier).where(tiers.c.customer_id == _customer))
+
+
 class ProjectedMembership:
+    """Segments and tier from our projections, on the quick readers."""
+
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
 
     async def segments(self, customer_id: str) -> list[str]:
-        async with self.kernel.db.read() as conn:
-            rows = await conn.execute(sa.select(segment_members.c.segment).where(
-                segment_members.c.customer_id == customer_id).order_by(segment_members.c.segment))
-            return [r[0] for r in rows]
+        async with self.kernel.db.quick.session() as q:
+            return [r["segment"] for r in await q.fetch(SEGMENTS_OF, cid=customer_id)]
 
     async def tier(self, customer_id: str) -> str | None:
-        async with self.kernel.db.read() as conn:
-            row = (await conn.execute(sa.select(tiers.c.tier).where(
-                tiers.c.customer_id == customer_id))).first()
-        return str(row[0]) if row else None
+        async with self.kernel.db.quick.session() as q:
+            row = await q.fetch_one(TIER_OF, cid=customer_id)
+        return str(row["tier"]) if row else None

@@ -28,7 +28,7 @@ from kunde.personalisation.models.data import Interactions, TrainingDataError, b
 from kunde.personalisation.models.recommend import History, ModelSet, recommend
 from kunde.personalisation.models.rules import Rules
 from kunde.personalisation.models.train import TrainConfig, train_all
-from kunde.personalisation.ports import consent_port, stock_port
+from kunde.personalisation.ports import ConsentPort, consent_port, stock_port
 from kunde.personalisation.tables import (
     erased,
     interactions,
@@ -36,6 +36,7 @@ from kunde.personalisation.tables import (
     model_versions,
     segment_members,
 )
+from kunde.store.quick import Query, QuickSession
 
 log = logging.getLogger("kunde.personalisation")
 CACHE_SIZE = 20_000
@@ -48,6 +49,30 @@ EPOCH = datetime(2000, 1, 1).timestamp()
 
 def day_of(ts: datetime) -> float:
     return (ts.timestamp() - EPOCH) / 86400.0
+
+
+def _personal_inputs_query() -> Query:
+    """A customer's last `HISTORY_LIMIT` interactions (segment NULL) and one row with the
+    first segment (SKU NULL; the segment NULL when there is none), in one statement."""
+    cid = sa.bindparam("cid", type_=sa.String())
+    recent = (sa.select(interactions.c.sku, interactions.c.kind, interactions.c.occurred_at,
+                        sa.type_coerce(sa.null(), sa.String).label("segment"))
+              .where(interactions.c.customer_id == cid)
+              .order_by(interactions.c.occurred_at.desc())
+              # literal LIMIT/OFFSET: every bound value of a quick query is named
+              .limit(sa.literal_column(str(HISTORY_LIMIT), sa.Integer))
+              .offset(sa.literal_column("0", sa.Integer))
+              .subquery())
+    seg = (sa.select(sa.type_coerce(sa.null(), sa.String).label("sku"),
+                     sa.type_coerce(sa.null(), sa.String).label("kind"),
+                     sa.type_coerce(sa.null(), interactions.c.occurred_at.type)
+                     .label("occurred_at"),
+                     sa.func.min(segment_members.c.segment).label("segment"))
+           .where(segment_members.c.customer_id == cid))
+    return Query(sa.select(sa.union_all(sa.select(recent), seg).subquery()))
+
+
+PERSONAL_INPUTS = _personal_inputs_query()
 
 
 class RecommendationService:
@@ -67,6 +92,7 @@ class RecommendationService:
             -ITEM_RULES_SECONDS, {}, frozenset())
         self._stock = stock_port(kernel)
         self._rules_memo: tuple[ModelSet, dict[str, float], frozenset[str], Rules] | None = None
+        self._consent: ConsentPort | None = None
 
     # -- model lifecycle ----------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -196,8 +222,11 @@ class RecommendationService:
         hit = self._people.get(customer_id)
         if hit is None or now - hit[0] >= CACHE_SECONDS:
             inputs = None
-            if await consent_port(self.kernel).is_allowed(customer_id, "personalisation"):
-                inputs = await self._personal_inputs(customer_id)
+            if self._consent is None:
+                self._consent = consent_port(self.kernel)
+            async with self.kernel.db.quick.session() as q:  # one snapshot, one connection
+                if await self._consent.is_allowed_in(q, customer_id, "personalisation"):
+                    inputs = await self._personal_inputs(q, customer_id)
             hit = (now, inputs)
             self._people[customer_id] = hit
             self._people.move_to_end(customer_id)
@@ -209,28 +238,17 @@ class RecommendationService:
         at = self.kernel.clock.now().timestamp()
         return History(skus, kinds, tuple((at - t) / 86400.0 for t in stamps)), segment, hit[0]
 
-    async def _personal_inputs(self, customer_id: str) -> tuple[
+    async def _personal_inputs(self, q: QuickSession, customer_id: str) -> tuple[
             tuple[str, ...], tuple[str, ...], tuple[float, ...], str | None]:
         """The customer's own recent interactions (SKU, kind, POSIX time) and first segment,
-        in one statement."""
-        recent = (sa.select(interactions.c.sku, interactions.c.kind, interactions.c.occurred_at,
-                            sa.literal(None, sa.String).label("segment"))
-                  .where(interactions.c.customer_id == customer_id)
-                  .order_by(interactions.c.occurred_at.desc()).limit(HISTORY_LIMIT)
-                  .subquery())
-        seg = (sa.select(sa.literal(None, sa.String), sa.literal(None, sa.String),
-                         sa.literal(None, interactions.c.occurred_at.type),
-                         segment_members.c.segment)
-               .where(segment_members.c.customer_id == customer_id)
-               .order_by(segment_members.c.segment).limit(1).subquery())
-        q = sa.union_all(sa.select(recent), sa.select(seg))
-        async with self.kernel.db.read() as conn:
-            rows = (await conn.execute(q)).all()
-        history = [r for r in rows if r[3] is None]
-        history.sort(key=lambda r: r[2], reverse=True)
-        segment = next((str(r[3]) for r in rows if r[3] is not None), None)
-        return (tuple(r[0] for r in history), tuple(r[1] for r in history),
-                tuple(r[2].timestamp() for r in history), segment)
+        in one statement (`PERSONAL_INPUTS`)."""
+        rows = await q.fetch(PERSONAL_INPUTS, cid=customer_id)
+        history = [r for r in rows if r["sku"] is not None]
+        history.sort(key=lambda r: r["occurred_at"], reverse=True)
+        segment = next((str(r["segment"]) for r in rows if r["sku"] is None
+                        and r["segment"] is not None), None)
+        return (tuple(r["sku"] for r in history), tuple(r["kind"] for r in history),
+                tuple(r["occurred_at"].timestamp() for r in history), segment)
 
     async def _item_rules(self) -> tuple[dict[str, float], frozenset[str]]:
         """Boosts and unavailable products (catalogue-wide, not personal): cached briefly.
