@@ -12,11 +12,33 @@ from kunde.core.events import Event
 from kunde.kernel import Kernel
 from kunde.personalisation.errors import ExperimentNotFound, FlagNotFound
 from kunde.personalisation.models.experiments import assign, flag_enabled, variant_result
-from kunde.personalisation.ports import ProjectedMembership
-from kunde.personalisation.tables import experiments, exposures, flag_optins, flags, interactions
+from kunde.personalisation.tables import (
+    experiments,
+    exposures,
+    flag_optins,
+    flags,
+    interactions,
+    segment_members,
+    tiers,
+)
+from kunde.store.quick import Query
 from kunde.store.sql import insert_ignore, upsert
 
 FLAGS_TTL = 5.0
+
+
+def _flag_inputs_query() -> Query:
+    """A customer's segments (``s``), tier (``t``) and beta opt-ins (``o``): one statement."""
+    cid = sa.bindparam("cid", type_=sa.String())
+    parts = [sa.select(sa.literal_column(f"'{kind}'", sa.String).label("kind"),
+                       col.label("name")).where(table.c.customer_id == cid)
+             for kind, table, col in (("s", segment_members, segment_members.c.segment),
+                                      ("t", tiers, tiers.c.tier),
+                                      ("o", flag_optins, flag_optins.c.flag))]
+    return Query(sa.select(sa.union_all(*parts).subquery()))
+
+
+FLAG_INPUTS = _flag_inputs_query()
 
 
 class ExperimentService:
@@ -115,12 +137,14 @@ class ExperimentService:
         tier = None
         optins: set[str] = set()
         if customer_id:
-            membership = ProjectedMembership(self.kernel)
-            segments = set(await membership.segments(customer_id))
-            tier = await membership.tier(customer_id)
-            async with self.kernel.db.read() as conn:
-                optins = {r[0] for r in await conn.execute(sa.select(flag_optins.c.flag).where(
-                    flag_optins.c.customer_id == customer_id))}
+            async with self.kernel.db.quick.session() as q:
+                for r in await q.fetch(FLAG_INPUTS, cid=customer_id):
+                    if r["kind"] == "s":
+                        segments.add(r["name"])
+                    elif r["kind"] == "t":
+                        tier = str(r["name"])
+                    else:
+                        optins.add(r["name"])
         return {r.key: flag_enabled(
             customer_id, r.key, enabled=r.enabled, rollout_percent=r.rollout_percent,
             cohort_member=bool(segments & set(r.cohorts)), opted_in=r.key in optins,
