@@ -162,3 +162,29 @@ def summarise(outcomes: list[Outcome], since: float, until: float) -> dict[str, 
 
 def dumps(value: Any) -> bytes:
     return msgspec.json.encode(value)
+
+
+def open_loop(port: int, paths: list[str], headers: dict[str, str], *, rate: float,
+              seconds: float, connections: int = 32) -> dict[str, Any]:
+    """GETs of random ``paths`` at a fixed ``rate`` (open loop): the latency a target of
+    the form "p99 <= X ms at R requests/s" speaks of, queueing included."""
+    import random
+
+    rnd = random.Random(11)
+
+    async def go() -> dict[str, Any]:
+        load = Load("127.0.0.1", port, connections=connections, timeout=10)
+        await load.run(lambda i: Request("interactive", "GET", rnd.choice(paths), b"",
+                                         headers), rate, 1.0)  # warm the connections
+        await load.drain()
+        load.outcomes.clear()
+        start = time.perf_counter()
+        await load.run(lambda i: Request("interactive", "GET", rnd.choice(paths), b"",
+                                         headers), rate, seconds)
+        await load.drain()
+        got = summarise(load.outcomes, start, start + seconds)["interactive"]
+        return {"rate_per_s": rate, "seconds": seconds, "sent": got["sent"],
+                "success_rate": got["success_rate"], "p50_ms": got["admitted_p50_ms"],
+                "p99_ms": got["admitted_p99_ms"], "goodput_per_s": got["goodput_per_s"]}
+
+    return asyncio.run(go())

@@ -2,8 +2,9 @@
 
 2,000 customers with traits (sealed), two identifiers and some activity are seeded
 in-process; a real `kunde serve` (granian, one worker, consumers off) is then loaded by
-wrk with 4 connections, each request for a random customer. Target: p99 <= 5 ms at
-1,000 requests/s.
+an open-loop generator at exactly 1,000 requests/s (the target's condition), then by wrk
+with 4 connections at saturation; each request for a random customer. Target: p99 <= 5 ms
+at 1,000 requests/s.
 
     python -m bench.ingest_profile_get        # BENCH_SECONDS=10, BENCH_DBS=sqlite,postgres
 """
@@ -21,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench._load import open_loop
 from bench._servers import PG_URL, free_port, kunde_env, start_kunde, stop, temp_dir, wait_http
 
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "2000"))
@@ -129,8 +131,13 @@ def run(kind: str, seconds: int) -> dict[str, Any]:
         by_id = [f"/v1/profiles/{cid}" for cid, _ in customers]
         by_email = [f"/v1/profiles/lookup?kind=email&value={email}" for _, email in customers]
         _wrk(base, by_id, key, 2)  # warm up
-        return {"by_id": _wrk(base, by_id, key, seconds),
-                "by_email": _wrk(base, by_email, key, seconds),
+        auth = {"Authorization": f"Bearer {key}"}
+        return {"by_id_at_1000_per_s": open_loop(port, by_id, auth, rate=1000,
+                                                  seconds=seconds),
+                "by_email_at_1000_per_s": open_loop(port, by_email, auth, rate=1000,
+                                                     seconds=seconds),
+                "by_id_saturated_wrk_c4": _wrk(base, by_id, key, seconds),
+                "by_email_saturated_wrk_c4": _wrk(base, by_email, key, seconds),
                 "in_process": dict(IN_PROCESS)}
     finally:
         if proc is not None:
