@@ -153,3 +153,31 @@ async def test_tracking_link_and_return_through_fulfilment(
     actions = [a["action"] for a in await kernel.service(CaseService).activity(case_id)]
     assert actions.count("action:resend_tracking") == 1
     assert actions.count("action:start_return") == 1  # a refused action is not recorded
+
+
+async def test_workspace_of_an_unverified_contact_and_of_a_shredded_key(
+        kernel: Kernel, client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+    cases = kernel.service(CaseService)
+    stranger = await cases.open_case(
+        NewCase(channel="email", subject="Hello", contact_email="who@example.net"),
+        Actor("contact", None, "email"), body="Do you ship to Norway?")
+    r = await client.get(f"/v1/service/cases/{stranger}/workspace", headers=admin_headers)
+    assert r.status_code == 200, r.text
+    ws = r.json()
+    assert ws["case"]["contact_email"] == "who@example.net"
+    assert ws["case"]["subject"] == "Hello" and ws["case"]["subject_tag"].startswith("[K-")
+    assert "contact_email_enc" not in ws["case"] and "contact_email_index" not in ws["case"]
+    assert [m["body"] for m in ws["thread"]] == ["Do you ship to Norway?"]
+    assert {p["status"] for p in ws["panels"].values()} == {"unverified"}
+    assert not any(ws["actions"].values())
+
+    cid, case_id, _order = await a_case(kernel)
+    async with kernel.db.transaction() as uow:
+        await kernel.vault.shred(uow, cid, "test")
+    r = await client.get(f"/v1/service/cases/{case_id}/workspace", headers=admin_headers)
+    ws = r.json()
+    assert ws["case"]["subject"] is None
+    assert [m["body"] for m in ws["thread"]] == ["(erased)"]
+    assert ws["panels"]["cases"]["data"][0]["subject"] is None
+    r = await client.get("/v1/service/cases/nope/workspace", headers=admin_headers)
+    assert r.status_code == 404
