@@ -279,7 +279,7 @@ class InboundMailService:
 
     async def _review(self, raw: bytes, mail_from: str, reason: str) -> dict[str, Any]:
         review_id = new_id()
-        sender = parseaddr(mail_from)[1] or _first_from(raw)
+        sender = parseaddr(mail_from)[1] or first_from(raw)
         async with self.kernel.db.transaction() as uow:
             vault = self.kernel.vault
             keys = await vault.keys_for(uow, [review_id], create=True)
@@ -310,7 +310,8 @@ class InboundMailService:
         return self.kernel.vault.open_(key, row.raw_enc, review_id.encode()) if key else None
 
 
-def _first_from(raw: bytes) -> str:
+def first_from(raw: bytes) -> str:
+    """The first From address in a raw mail's headers, even one too broken to parse."""
     head = raw[:16_384].decode("latin-1", "replace")
     m = re.search(r"(?im)^from:(.*)$", head)
     if not m:

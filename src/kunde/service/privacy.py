@@ -19,11 +19,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
 
 from kunde.core.events import Event
 from kunde.core.ids import derived_id, new_id
 from kunde.kernel import Kernel
-from kunde.service.inbound import _first_from
+from kunde.service.inbound import first_from
 from kunde.service.peers import customer_emails
 from kunde.service.service import CaseService
 from kunde.service.tables import (
@@ -201,8 +202,11 @@ async def forget_suppressed_contacts(kernel: Kernel, uow: UnitOfWork,
         key = keys.get(str(row.vault_subject))
         if key is None:
             continue
-        address = vault.open_(key, row.contact_email_enc,
-                              str(row.vault_subject).encode()).decode()
+        try:
+            address = vault.open_(key, row.contact_email_enc,
+                                  str(row.vault_subject).encode()).decode()
+        except InvalidTag:  # unreadable: nothing to match, nothing to erase here
+            continue
         if await suppressed.is_suppressed("email", address):
             erased.append(row)
     await erase_contact_cases(kernel, uow, erased, "contact address erased")
@@ -215,8 +219,11 @@ async def forget_suppressed_contacts(kernel: Kernel, uow: UnitOfWork,
         key = keys.get(rv.id)
         if key is None:
             continue
-        raw = vault.open_(key, rv.raw_enc, rv.id.encode())
-        if await suppressed.is_suppressed("email", _first_from(raw)):
+        try:
+            raw = vault.open_(key, rv.raw_enc, rv.id.encode())
+        except InvalidTag:
+            continue
+        if await suppressed.is_suppressed("email", first_from(raw)):
             gone.append(rv.id)
     await _forget_review(kernel, uow, gone, "sender address erased")
     if erased or gone:
