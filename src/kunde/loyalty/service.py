@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from kunde.core.events import Event
 from kunde.loyalty import ledger
 from kunde.loyalty.models import Programme
-from kunde.loyalty.tables import accounts, members, programmes, transactions
+from kunde.loyalty.tables import members, programmes, transactions
 from kunde.store.database import UnitOfWork
 from kunde.store.sql import insert_ignore
 
@@ -96,22 +96,25 @@ class LoyaltyService:
 
     async def member_summary(self, customer_id: str) -> dict[str, Any]:
         """``{customer_id, member, tier, tier_name, balance, pending, points_name, benefits}``."""
+        from kunde.loyalty import reads
+
         prog = await self.programme()
         # One indexed query on the hot path: the member row joined to its two accounts.
-        q = (sa.select(members.c.tier, accounts.c.bucket, accounts.c.balance)
-             .select_from(members.outerjoin(accounts,
-                                            accounts.c.customer_id == members.c.customer_id))
-             .where(members.c.customer_id == customer_id))
-        async with self.kernel.db.read() as conn:
-            rows = (await conn.execute(q)).all()
+        async with self.kernel.db.quick.session() as q:
+            rows = await reads.summary_rows(q, customer_id)
+        return self.summary_of(prog, customer_id, rows)
+
+    @staticmethod
+    def summary_of(prog: Programme, customer_id: str, rows: list[dict[str, Any]]
+                   ) -> dict[str, Any]:
         row = rows[0] if rows else None
         bal = {"available": 0, "pending": 0}
-        bal.update({r.bucket: int(r.balance) for r in rows if r.bucket})
-        tier = prog.tier(row.tier if row else None)
+        bal.update({r["bucket"]: int(r["balance"]) for r in rows if r["bucket"]})
+        tier = prog.tier(row["tier"] if row else None)
         return {
             "customer_id": customer_id,
             "member": row is not None,
-            "tier": row.tier if row else None,
+            "tier": row["tier"] if row else None,
             "tier_name": tier.name if tier else None,
             "balance": bal["available"],
             "pending": bal["pending"],

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from kunde.core.clock import as_utc
+from kunde.loyalty import reads
 from kunde.loyalty.ledger import SYSTEM_ACCOUNTS
 from kunde.loyalty.models import Programme
 from kunde.loyalty.rules import CompiledProgramme, EventView, quest_round, window_key
@@ -17,16 +18,14 @@ from kunde.loyalty.service_quests import QuestEngine
 from kunde.loyalty.service_referrals import ReferralGuard
 from kunde.loyalty.service_rewards import RewardService
 from kunde.loyalty.service_seasons import SeasonEnd, level_of
-from kunde.loyalty.service_tiers import qualifying_metrics, tier_progress
+from kunde.loyalty.service_tiers import tier_progress
 from kunde.loyalty.tables import (
     accounts,
-    badges,
     entries,
     members,
     quest_completions,
     redemptions,
     rule_usage,
-    season_xp,
     streaks,
     team_members,
     teams,
@@ -47,22 +46,24 @@ class MemberViews:
         """Balance, pending, tier with benefits and progress, season level, badges."""
         prog = await self.svc.programme()
         now = self.kernel.clock.now()
-        out = await self.svc.member_summary(cid)
-        async with self.kernel.db.read() as conn:
-            since = now.replace(microsecond=0) - timedelta(days=prog.tier_policy.window_days)
-            metrics = await qualifying_metrics(conn, cid, since)
-            season = prog.active_season(now)
+        since = now.replace(microsecond=0) - timedelta(days=prog.tier_policy.window_days)
+        season = prog.active_season(now)
+        # One snapshot on the quick readers: this is a hot read (ADR 0013).
+        async with self.kernel.db.quick.session() as q:
+            rows = await reads.summary_rows(q, cid)
+            metrics = await reads.qualifying_metrics(q, cid, since)
             xp = 0
             if season:
-                xp = int((await conn.execute(sa.select(season_xp.c.xp).where(
-                    season_xp.c.customer_id == cid, season_xp.c.season_id == season.id))
-                ).scalar() or 0)
-            out["badges"] = list((await conn.execute(sa.select(badges.c.badge).where(
-                badges.c.customer_id == cid).order_by(badges.c.awarded_at))).scalars().all())
-            review = (await conn.execute(sa.select(members.c.tier_review_at).where(
-                members.c.customer_id == cid))).scalar()
-            finished = await self.kernel.service(SeasonEnd).results(conn, cid)
-            survivor = await live_id(conn, cid)
+                got = await q.fetch_one(reads.SEASON_XP, cid=cid, season=season.id)
+                xp = int(got["xp"]) if got else 0
+            badge_rows = await q.fetch(reads.BADGES, cid=cid)
+            results = await q.fetch(reads.SEASON_RESULTS, cid=cid)
+            survivor_row = await q.fetch_one(reads.SURVIVOR, cid=cid)
+        out = self.svc.summary_of(prog, cid, rows)
+        out["badges"] = [r["badge"] for r in badge_rows]
+        review = rows[0]["tier_review_at"] if rows else None
+        finished = SeasonEnd.results_of(prog, results)
+        survivor = survivor_row["survivor_id"] if survivor_row else cid
         out["tier_progress"] = tier_progress(prog, out["tier"], metrics)
         out["tier_review_at"] = review
         out["season"] = ({"id": season.id, "name": season.name, "xp": xp,

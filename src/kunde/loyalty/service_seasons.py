@@ -21,7 +21,7 @@ from kunde.core.errors import NotFound
 from kunde.core.events import Event
 from kunde.core.ids import derived_id
 from kunde.loyalty import ledger
-from kunde.loyalty.models import Season
+from kunde.loyalty.models import Programme, Season
 from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.tables import badges, season_results, season_xp
 from kunde.store.database import UnitOfWork
@@ -114,12 +114,16 @@ class SeasonEnd:
         rows = (await conn.execute(sa.select(season_results).where(
             season_results.c.customer_id == cid)
             .order_by(season_results.c.finished_at.desc()))).all()
+        return self.results_of(prog, [dict(r._mapping) for r in rows])
+
+    @staticmethod
+    def results_of(prog: Programme, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for r in rows:
-            s = prog.season(r.season_id)
-            out.append({"id": r.season_id, "name": s.name if s else r.season_id,
-                        "xp": int(r.xp), "level": int(r.level), "rank": int(r.rank),
-                        "points": int(r.points), "finished_at": r.finished_at,
+            s = prog.season(r["season_id"])
+            out.append({"id": r["season_id"], "name": s.name if s else r["season_id"],
+                        "xp": int(r["xp"]), "level": int(r["level"]), "rank": int(r["rank"]),
+                        "points": int(r["points"]), "finished_at": r["finished_at"],
                         "ended_at": s.ends_at if s else None})
         return out
 

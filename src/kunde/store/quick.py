@@ -43,6 +43,7 @@ class _Compiled:
     binders: tuple[Callable[[Any], Any] | None, ...]
     names: tuple[str, ...]
     loaders: tuple[Callable[[Any], Any] | None, ...]
+    defaults: dict[str, Any]
 
 
 class Query:
@@ -59,13 +60,17 @@ class Query:
         return found
 
     def _compile(self, dialect: SADialect) -> _Compiled:
+        # Parameters with values in the statement itself (comparisons with constants)
+        # are used when the caller does not name them; IN-lists (expanding) are not
+        # supported: write `or_(col == a, col == b)` or join instead.
         c = self.statement.compile(dialect=dialect)
         order = tuple(c.positiontup or ())
         binders = tuple(c.binds[name].type._cached_bind_processor(dialect) for name in order)
         columns = list(self.statement.selected_columns)
         loaders = tuple(col.type._cached_result_processor(dialect, None) for col in columns)
         names = tuple(str(col.key) for col in columns)
-        return _Compiled(str(c), order, binders, names, loaders)
+        defaults = {name: value for name, value in c.params.items() if value is not None}
+        return _Compiled(str(c), order, binders, names, loaders, defaults)
 
 
 def _rows(compiled: _Compiled, raw: Any) -> list[Row]:
@@ -78,8 +83,11 @@ def _rows(compiled: _Compiled, raw: Any) -> list[Row]:
 
 
 def _args(compiled: _Compiled, params: dict[str, Any]) -> list[Any]:
-    return [b(params[n]) if b is not None else params[n]
-            for n, b in zip(compiled.params, compiled.binders, strict=True)]
+    out = []
+    for n, b in zip(compiled.params, compiled.binders, strict=True):
+        value = params[n] if n in params else compiled.defaults[n]
+        out.append(b(value) if b is not None else value)
+    return out
 
 
 class QuickSession:
