@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,27 +81,32 @@ _MARK_PROCESSED = tracking_inbox.update().where(tracking_inbox.c.seq == sa.bindp
 
 class _Batch:
     """Rows read ahead for one `apply_pending` batch: shipments and unknown numbers by
-    tracking number. A shipment an update changed is forgotten (read again if needed)."""
+    tracking number, kept up to date with what the batch's updates write."""
 
     def __init__(self, found: dict[str, Any]) -> None:
         self.found = found
 
     def shipment(self, carrier: str, number: str) -> Any:
         entry = self.found.get(number)
-        if entry is None or entry.get("stale"):
+        if entry is None:
             return _UNKNOWN
         for ship in entry["ships"]:
             if carrier == "kunde" or ship.carrier == carrier:
                 return ship
         return None
 
-    def changed(self, number: str) -> None:
-        if number in self.found:
-            self.found[number]["stale"] = True
+    def updated(self, number: str, ship: Any, values: dict[str, Any]) -> None:
+        """``ship`` was updated with ``values`` (plain values, no SQL expressions)."""
+        entry = self.found.get(number)
+        if entry is None:
+            return
+        before = ship._asdict() if hasattr(ship, "_asdict") else vars(ship)
+        fresh = SimpleNamespace(**{**before, **values})
+        entry["ships"] = [fresh if s is ship else s for s in entry["ships"]]
 
     def unknown(self, carrier: str, number: str) -> Any:
         entry = self.found.get(number)
-        if entry is None or entry.get("stale"):
+        if entry is None:
             return _UNKNOWN
         return entry["unknown"].get(carrier)
 
@@ -275,8 +281,6 @@ class FulfilmentService:
         if ship is None:
             await self._record_unknown(uow, carrier, update, batch=batch)
             return "unknown"
-        if batch:
-            batch.changed(update.tracking_number)
         cp = update.checkpoint
         now = self.kernel.clock.now()
         inserted = await uow.execute(insert_ignore(uow.dialect, checkpoints), {
@@ -307,6 +311,8 @@ class FulfilmentService:
         if newest and cp.status == "delivered" and ship.risk != "ok":
             values.update(care_due=False)
         await uow.execute(shipments.update().where(shipments.c.id == ship.id).values(**values))
+        if batch:  # the next update of this parcel in the batch sees what this one wrote
+            batch.updated(update.tracking_number, ship, values)
         await self._emit_scan(uow, ship, cp, newest)
         if ship.kind == "return":
             from kunde.fulfilment.service_returns import ReturnService  # uses this module
