@@ -168,6 +168,14 @@ def open_loop(port: int, paths: list[str], headers: dict[str, str], *, rate: flo
               seconds: float, connections: int = 32) -> dict[str, Any]:
     """GETs of random ``paths`` at a fixed ``rate`` (open loop): the latency a target of
     the form "p99 <= X ms at R requests/s" speaks of, queueing included."""
+    return asyncio.run(open_loop_async(port, paths, headers, rate=rate, seconds=seconds,
+                                       connections=connections))
+
+
+async def open_loop_async(port: int, paths: list[str], headers: dict[str, str], *,
+                          rate: float, seconds: float, connections: int = 32
+                          ) -> dict[str, Any]:
+    """`open_loop` inside a running event loop."""
     import random
 
     rnd = random.Random(11)
@@ -187,4 +195,4 @@ def open_loop(port: int, paths: list[str], headers: dict[str, str], *, rate: flo
                 "success_rate": got["success_rate"], "p50_ms": got["admitted_p50_ms"],
                 "p99_ms": got["admitted_p99_ms"], "goodput_per_s": got["goodput_per_s"]}
 
-    return asyncio.run(go())
+    return await go()

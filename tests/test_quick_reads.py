@@ -55,3 +55,10 @@ async def test_concurrent_sessions_each_see_committed_rows(kernel: Kernel) -> No
     await _seed(kernel, "c-2", "app")
     async with kernel.db.quick.session() as q:
         assert [r["id"] for r in await q.fetch(BY_CHANNEL, channel="app")] == ["c-1", "c-2"]
+
+
+async def test_single_statement_fetch(kernel: Kernel) -> None:
+    await _seed(kernel, "c-9", "store")
+    rows = await kernel.db.quick.fetch(BY_CHANNEL, channel="store")
+    assert [r["id"] for r in rows] == ["c-9"]
+    assert await kernel.db.quick.fetch(BY_CHANNEL, channel="none") == []

@@ -100,8 +100,7 @@ class LoyaltyService:
 
         prog = await self.programme()
         # One indexed query on the hot path: the member row joined to its two accounts.
-        async with self.kernel.db.quick.session() as q:
-            rows = await reads.summary_rows(q, customer_id)
+        rows = await self.kernel.db.quick.fetch(reads.SUMMARY, cid=customer_id)
         return self.summary_of(prog, customer_id, rows)
 
     @staticmethod

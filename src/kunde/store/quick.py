@@ -158,6 +158,12 @@ async def _pg_codecs(conn: Any) -> None:
                                   decoder=jsonutil.loads)
 
 
+async def _no_reset(conn: Any) -> None:
+    # Quick sessions change no session state (read-only, rolled back): the pool's
+    # default reset would cost a round trip per request for nothing.
+    return None
+
+
 class QuickReads:
     """Per-process hot-path readers for one database URL (see the module docstring)."""
 
@@ -223,7 +229,8 @@ class QuickReads:
                     dsn = "postgresql://" + self.url.split("://", 1)[1]
                     self._pool = await _pg_call(asyncio.wait_for(asyncpg.create_pool(
                         dsn, min_size=1, max_size=4, timeout=self.timeout,
-                        command_timeout=self.timeout, init=_pg_codecs), timeout=self.timeout))
+                        command_timeout=self.timeout, init=_pg_codecs, reset=_no_reset),
+                        timeout=self.timeout))
         return self._pool
 
     @asynccontextmanager
@@ -243,7 +250,28 @@ class QuickReads:
         finally:
             await pool.release(conn)
 
+    @asynccontextmanager
+    async def _pg_single(self) -> AsyncIterator[QuickSession]:
+        pool = await self._pg_pool()
+        try:
+            conn = await asyncio.wait_for(pool.acquire(), timeout=self.timeout)
+        except TimeoutError as exc:
+            raise TimeoutError("postgresql: no connection for a quick read in time") from exc
+        try:
+            yield _PgSession(conn, self.dialect, self.timeout)
+        finally:
+            await pool.release(conn)
+
     # -- API -----------------------------------------------------------------
+    async def fetch(self, query: Query, **params: Any) -> list[Row]:
+        """One statement on its own (on PostgreSQL without BEGIN/ROLLBACK round trips)."""
+        q: QuickSession
+        if self.dialect.name == "sqlite":
+            async with self.session() as q:
+                return await q.fetch(query, **params)
+        async with self._pg_single() as q:
+            return await q.fetch(query, **params)
+
     def session(self) -> Any:
         """``async with quick.session() as q: await q.fetch(QUERY, name=value)``."""
         if self.dialect.name == "sqlite":
