@@ -18,6 +18,7 @@ from kunde.loyalty.handlers import consumers
 from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.service_members import MemberViews
 from kunde.loyalty.service_programme import ProgrammeService, parse_programme
+from kunde.profiles.service import ProfileService
 from kunde.store.consumers import ConsumerRunner, replay
 from loyalty_helpers import loyalty_client
 
@@ -162,14 +163,44 @@ async def test_three_categories_quest_and_season_xp(kernel: Kernel) -> None:
 
 async def test_welcome_once_per_identity(kernel: Kernel) -> None:
     await setup_programme(kernel)
-    cid = new_id()
-    await emit(kernel, cid, "profiles.customer_created", {"customer_id": cid, "channel": "web"})
+    cid = await kernel.service(ProfileService).ensure_customer({"email": "ana@example.com"},
+                                                               "web")
     await emit(kernel, cid, "consent.changed", {
         "purpose": "marketing_email", "granted": True, "method": "form", "channel": "web",
         "text_version": "1", "actor": "customer"})
     await drain(kernel)
     s = await summary(kernel, cid)
     assert s["balance"] == 50 and s["member"]
+
+
+async def test_anonymous_visitor_is_welcomed_only_once_identified(kernel: Kernel) -> None:
+    from kunde.features import all_features
+    from kunde.ingest.models import normalise
+    from kunde.ingest.service import IngestService
+    from kunde.runtime import consumers_of
+    from kunde.store.consumers import ConsumerRunner
+
+    await setup_programme(kernel)
+    profiles = kernel.service(ProfileService)
+    runner = ConsumerRunner(kernel.db, kernel.log, consumers_of(kernel, all_features()),
+                            lambda: frozenset(range(kernel.settings.partitions)))
+
+    async def send(message: dict[str, Any]) -> None:
+        await kernel.service(IngestService).accept("src-test", "web", [normalise(
+            {"messageId": new_id(), **message}, index=None, kind=None,
+            received_at=kernel.clock.now(), batch_sent_at=None, channel="web",
+            check_size=False)])
+        await runner.drain()
+
+    await send({"type": "page", "anonymousId": "visitor-1", "name": "Home"})
+    visitor = await profiles.resolve("anonymous_id", "visitor-1")
+    assert visitor and (await summary(kernel, visitor))["balance"] == 0  # not a member yet
+    for _ in range(2):
+        await send({"type": "identify", "anonymousId": "visitor-1", "userId": "member-1",
+                    "traits": {"email": "member1@example.com"}})
+    person = await profiles.canonical_id(visitor)
+    assert person == await profiles.resolve("user_id", "member-1")
+    assert (await summary(kernel, person))["balance"] == 50  # joined: welcomed once
 
 
 async def test_goodwill_from_fulfilment_event(kernel: Kernel) -> None:

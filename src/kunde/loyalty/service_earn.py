@@ -50,10 +50,14 @@ class MergedMeanwhile(RuntimeError):
     """The event's customer was merged concurrently; the consumer retries the event."""
 
 
+# Identifiers that make a customer record a person who can join (not anonymous ids).
+JOINING_IDENTIFIERS = frozenset({"user_id", "email", "phone"})
+
 # Handled whatever the programme says (welcome, orders, refunds, goodwill).
 ALWAYS_HANDLED = frozenset({
     "fulfilment.goodwill_granted", "commerce.order_placed", "commerce.order_paid",
-    "commerce.refund_issued", "profiles.customer_created", "consent.changed"})
+    "commerce.refund_issued", "profiles.customer_created", "consent.changed",
+    "ingest.identify"})
 
 
 class EarnEngine:
@@ -139,7 +143,7 @@ class EarnEngine:
             await self._record_payment(uow, cid, event.payload, now)
         elif event.type == "commerce.refund_issued":
             await self.clawback(uow, cid, event.payload, now)
-        elif event.type in ("profiles.customer_created", "consent.changed"):
+        elif event.type in ("profiles.customer_created", "consent.changed", "ingest.identify"):
             await self.welcome(uow, cid, event, now)
         if event.type not in cp.event_types:
             return
@@ -329,8 +333,11 @@ class EarnEngine:
         p = event.payload or {}
         if w.points <= 0:
             return
-        if event.type == "profiles.customer_created":
-            if w.trigger == "consent":
+        if event.type in ("profiles.customer_created", "ingest.identify"):
+            # Joining is holding a real identifier (user id, email, phone), on creation or
+            # at the first identify: an anonymous visitor is not a member, and must not
+            # use up the welcome budget of the hour.
+            if w.trigger == "consent" or not await self._known_person(uow, cid):
                 return
             trigger = "joined"
         else:
@@ -355,6 +362,14 @@ class EarnEngine:
             uow.emit(Event.new("loyalty.welcome_granted", {
                 "entry_id": posted.txn_id, "points": w.points, "trigger": trigger,
             }, subject_id=cid, source="loyalty"))
+
+    async def _known_person(self, uow: UnitOfWork, cid: str) -> bool:
+        try:
+            from kunde.profiles.service import ProfileService
+        except ImportError:  # profiles not installed: every customer id is a person
+            return True
+        kinds = await self.kernel.service(ProfileService).identifier_kinds(uow, cid)
+        return bool(kinds & JOINING_IDENTIFIERS)
 
     # -- tiers -------------------------------------------------------------------
     async def qualifying(self, uow: Any, cid: str, now: datetime) -> dict[str, int]:

@@ -28,6 +28,7 @@ from kunde.profiles.models import (
 )
 from kunde.profiles.tables import (
     customer_activity,
+    customers,
     identities,
     profile_orders,
     traits,
@@ -213,6 +214,17 @@ class ProfileService:
         await uow.execute(stmt, rows)
 
     # -- reading -----------------------------------------------------------------
+    async def identifier_kinds(self, ex: Any, customer_id: str) -> set[str]:
+        """Kinds of identifier the person behind ``customer_id`` holds (email, user_id, ...),
+        read on the caller's connection or unit of work."""
+        canonical = (sa.select(customers.c.canonical_id)
+                     .where(customers.c.id == customer_id).scalar_subquery())
+        rows = await ex.execute(
+            sa.select(identities.c.kind).distinct()
+            .select_from(identities.join(customers, customers.c.id == identities.c.customer_id))
+            .where(customers.c.canonical_id == canonical))
+        return {str(r[0]) for r in rows}
+
     async def get_profile(self, customer_id: str) -> dict[str, Any]:
         """The live customer's profile: traits (decrypted), computed traits, merged ids.
 
