@@ -5,7 +5,8 @@ replies carrying the case token in the subject and In-Reply-To of an earlier mes
 4 connections in parallel. A message counts when the server answered 250, i.e. after it
 was committed on its case. Target: >= 200 messages/s.
 Run: ``.venv/bin/python bench/service_inbound.py`` (SQLite in a temp dir; set
-KUNDE_BENCH_DATABASE_URL=postgresql://… to run on PostgreSQL).
+KUNDE_BENCH_DATABASE_URL=postgresql://… to run on PostgreSQL; BENCH_MESSAGES,
+BENCH_CUSTOMERS and BENCH_CONNECTIONS change the size).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-CUSTOMERS = 50
-MESSAGES = 2000
-CONNECTIONS = 4
+CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "50"))
+MESSAGES = int(os.environ.get("BENCH_MESSAGES", "2000"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "4"))
 
 
 def _send(port: int, mails: list[bytes], rcpt: str) -> int:
