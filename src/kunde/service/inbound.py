@@ -54,6 +54,9 @@ class MalformedMail(Exception):
 
 def parse_mail(raw: bytes) -> ParsedMail:
     """Headers and the readable text of a mail; raises `MalformedMail` when unusable."""
+    fast = _parse_simple(raw)
+    if fast is not None:
+        return fast
     try:
         msg = _parser.parsebytes(raw)
         assert isinstance(msg, EmailMessage)
@@ -74,9 +77,58 @@ def parse_mail(raw: bytes) -> ParsedMail:
         raise
     except Exception as exc:  # the email package raises many kinds on broken input
         raise MalformedMail(f"unparseable: {type(exc).__name__}: {exc}") from exc
+    return _parsed(sender, subject, message_id, refs, body)
+
+
+def _parsed(sender: str, subject: str, message_id: str | None, refs: list[str],
+            body: str) -> ParsedMail:
     body = _strip_quoted(body).strip() or "(empty message)"
     return ParsedMail(sender=sender, subject=subject, message_id=message_id,
                       references=refs, body=body[:MAX_BODY_CHARS])
+
+
+# Most mail is one text part with plain ASCII headers: read it without building the
+# modern policy's header objects (most of the cost of `parse_mail`). Anything else —
+# MIME parts, encoded words, folded or 8-bit headers, an unusual From — returns None
+# and takes the full parse, so both paths give the same result.
+_simple_parser = BytesParser(policy=policy.compat32)
+_SIMPLE_FROM = re.compile(r"\s*(?:[A-Za-z0-9 .'_-]*<([^<>\s\"(),:;@]+@[A-Za-z0-9.-]+)>"
+                          r"|([^<>\s\"(),:;@]+@[A-Za-z0-9.-]+))\s*")
+_SIMPLE_HEADERS = ("From", "Subject", "Message-ID", "In-Reply-To", "References")
+
+
+def _parse_simple(raw: bytes) -> ParsedMail | None:
+    try:
+        msg = _simple_parser.parsebytes(raw)
+        if msg.is_multipart() or msg.get("Content-Disposition") is not None:
+            return None
+        kind = msg.get_content_type()
+        if kind not in ("text/plain", "text/html"):
+            return None
+        values = []
+        for name in _SIMPLE_HEADERS:
+            value = msg.get(name, "")
+            if not isinstance(value, str) or not value.isascii() or "=?" in value \
+                    or "\n" in value or "\r" in value:
+                return None
+            values.append(value)
+        sender_raw, subject, message_id, reply_to, references = values
+        found = _SIMPLE_FROM.fullmatch(sender_raw)
+        if found is None:
+            return None
+        payload = msg.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            return None
+        charset = msg.get_param("charset", "ASCII")
+        if not isinstance(charset, str):
+            return None
+        body = payload.decode(charset, errors="replace")
+    except Exception:
+        return None  # the full parse decides what is wrong with it
+    if kind == "text/html":
+        body = _text_of_html(body)
+    return _parsed((found.group(1) or found.group(2)).strip(), subject.strip(),
+                   _msg_id(message_id), _msg_ids(reply_to) + _msg_ids(references), body)
 
 
 _ID_RE = re.compile(r"<[^<>\s]+>")
