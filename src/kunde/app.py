@@ -25,10 +25,9 @@ import kunde
 from kunde.access.guard import authorize, check_routes_declare_access
 from kunde.features import Feature, all_features
 from kunde.kernel import Kernel, close_kernel, open_kernel
-from kunde.ops.admission import admission_control
 from kunde.ops.logs import configure_logging
 from kunde.ops.metrics import Metrics
-from kunde.ops.middleware import request_context
+from kunde.ops.middleware import front_door
 from kunde.runtime import Background
 from kunde.settings import Settings, load_settings
 from kunde.web.problems import EXCEPTION_HANDLERS
@@ -92,8 +91,8 @@ def create_app(
         dependencies={"kernel": Provide(provide_kernel, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            request_context(metrics, settings.access_log),
-            admission_control(metrics),
+            # Request id + admission control + latency histogram, one pure-ASGI layer.
+            front_door(metrics, settings.access_log),
             CookieBackendConfig(
                 secret=secret, key="kunde_session", secure=settings.secure_cookies,
                 httponly=True, samesite="lax", max_age=8 * 3600, exclude=API_PATHS,

@@ -35,7 +35,7 @@ INGESTION_PREFIXES = ("/v1/batch", "/v1/import", "/v1/track", "/v1/identify", "/
                       "/v1/screen", "/v1/group", "/v1/alias")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PROBLEM = b"application/problem+json"
-_STATE_HEADERS = {s: (b"x-kunde-load", s.label.encode()) for s in LoadState}
+STATE_HEADERS = {s: (b"x-kunde-load", s.label.encode()) for s in LoadState}
 
 
 def route_class(handler: Any) -> tuple[Criticality, int]:
@@ -53,7 +53,7 @@ def check_routes_declare_criticality(handlers: Any) -> None:
         route_class(handler)
 
 
-async def _refuse(scope: Scope, send: Send, status: int, code: str, title: str, detail: str,
+async def refuse(scope: Scope, send: Send, status: int, code: str, title: str, detail: str,
                   retry_after: int, state: LoadState) -> None:
     request_id = scope.get("state", {}).get("request_id", "")
     body = jsonutil.dumps({
@@ -64,7 +64,7 @@ async def _refuse(scope: Scope, send: Send, status: int, code: str, title: str, 
     start: HTTPResponseStartEvent = {
         "type": "http.response.start", "status": status, "headers": [
             (b"content-type", PROBLEM), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(retry_after).encode()), _STATE_HEADERS[state],
+            (b"retry-after", str(retry_after).encode()), STATE_HEADERS[state],
         ]}
     await send(start)
     end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body,
@@ -94,7 +94,7 @@ def admission_control(metrics: Metrics) -> Any:
             cls, shed_status = found
             started = perf()
             if not database.up and scope.get("method") not in SAFE_METHODS:
-                await _refuse(scope, send, 503, "service.database_unavailable",
+                await refuse(scope, send, 503, "service.database_unavailable",
                               "Database unavailable",
                               "the database is unreachable; nothing was stored, retry shortly",
                               2, admission.state(started))
@@ -102,7 +102,7 @@ def admission_control(metrics: Metrics) -> Any:
                 return
             if not admission.try_acquire(cls, started):
                 retry = RETRY_AFTER[cls]
-                await _refuse(scope, send, shed_status,
+                await refuse(scope, send, shed_status,
                               "rate.limited" if shed_status == 429 else "service.overloaded",
                               "Overloaded",
                               f"the server is shedding {cls.label} requests under load; "
@@ -110,7 +110,7 @@ def admission_control(metrics: Metrics) -> Any:
                               retry, admission.state(started))
                 history.record_shed(cls, wall())
                 return
-            header = _STATE_HEADERS[admission.state(started)]
+            header = STATE_HEADERS[admission.state(started)]
             status = 500
 
             async def send_with_state(message: Message) -> None:
