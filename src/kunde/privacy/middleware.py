@@ -51,6 +51,8 @@ BASE_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
+CSP_HEADER = (b"content-security-policy", CSP.encode())
+NO_STORE = (b"cache-control", b"no-store")
 PAGE_PREFIXES = ("/console", "/portal", "/privacy/", "/docs")
 CUSTOMER_PARAMS = ("customer_id", "cid")
 
@@ -96,17 +98,10 @@ class TokenBuckets:
         self._b = {k: v for k, v in self._b.items() if now - v[1] < full_after}
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for k, v in scope["headers"]:
-        if k == name:
-            return bytes(v)
-    return None
-
-
-def _credential(scope: Scope) -> str | None:
-    auth = _header(scope, b"authorization")
+def _credential(auth: bytes | None, cookie: bytes | None) -> str | None:
+    """The rate-limit key of a request: its Authorization header, else its login cookie."""
     if not auth:
-        cookie = _header(scope, b"cookie") or b""
+        cookie = cookie or b""
         if b"kunde_customer=" in cookie or b"kunde_session=" in cookie:
             auth = cookie
     return hashlib.sha256(auth).hexdigest()[:24] if auth else None
@@ -144,9 +139,12 @@ def security_middleware(max_body: int | None = None, limits: RateLimits | None =
                 from kunde.ops.cache import CacheService
 
                 conf["shared"] = scope["app"].state.kernel.service(CacheService).rate_limiter
-            conf["extra"] = ([(b"strict-transport-security",
-                               b"max-age=63072000; includeSubDomains")]
-                             if settings.secure_cookies else [])
+            extra = ([(b"strict-transport-security", b"max-age=63072000; includeSubDomains")]
+                     if settings.secure_cookies else [])
+            # The headers added to a response, built once per kind of path.
+            conf["api_headers"] = [*BASE_HEADERS, *extra]
+            conf["other_headers"] = [*BASE_HEADERS, *extra, CSP_HEADER]
+            conf["page_headers"] = [*BASE_HEADERS, *extra, CSP_HEADER, NO_STORE]
 
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != ScopeType.HTTP:
@@ -155,14 +153,22 @@ def security_middleware(max_body: int | None = None, limits: RateLimits | None =
             if not conf:
                 configure(scope)
             limit: int = conf["max_body"]
-            extra: list[tuple[bytes, bytes]] = conf["extra"]
-            length = _header(scope, b"content-length")
+            length: bytes | None = None
+            auth: bytes | None = None
+            cookie: bytes | None = None
+            for name, value in scope["headers"]:
+                if name == b"content-length" and length is None:
+                    length = value
+                elif name == b"authorization" and auth is None:
+                    auth = value
+                elif name == b"cookie" and cookie is None:
+                    cookie = value
             if length is not None and (not length.isdigit() or int(length) > limit):
                 await _reply(send, 413, "request.too_large",
                              f"request bodies are limited to {limit} bytes")
                 return
             now = time.monotonic()
-            cred = _credential(scope)
+            cred = _credential(auth, cookie)
             client = scope.get("client")
             ip = client[0] if client else "unknown"
             if conf["shared"] is not None:
@@ -175,19 +181,17 @@ def security_middleware(max_body: int | None = None, limits: RateLimits | None =
                              [(b"retry-after", str(max(1, round(wait))).encode())])
                 return
             path: str = scope["path"]
-            page = path.startswith(PAGE_PREFIXES)
+            added: list[tuple[bytes, bytes]] = (
+                conf["page_headers"] if path.startswith(PAGE_PREFIXES)
+                else conf["api_headers"] if path.startswith("/v1/")
+                else conf["other_headers"])
             status = 0
 
             async def send_wrapper(message: Message) -> None:
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = message["status"]
-                    headers = [*message.get("headers", []), *BASE_HEADERS, *extra]
-                    if page or not path.startswith("/v1/"):
-                        headers.append((b"content-security-policy", CSP.encode()))
-                    if page:
-                        headers.append((b"cache-control", b"no-store"))
-                    message["headers"] = headers
+                    message["headers"] = [*message.get("headers", []), *added]
                 await send(message)
 
             received = 0
