@@ -27,7 +27,13 @@ CUSTOMER_COOKIE = "kunde_customer"
 
 async def resolve_principal(kernel: Kernel, connection: ASGIConnection[Any, Any, Any, Any]
                             ) -> Principal | None:
-    auth = connection.headers.get("authorization", "")
+    # Read from the raw ASGI headers: building the request's Headers object for one
+    # value costs more than the look-up itself.
+    auth = ""
+    for name, value in connection.scope["headers"]:
+        if name == b"authorization":
+            auth = value.decode("latin-1")
+            break
     access = kernel.access
     if auth.startswith("Bearer "):
         token = auth[7:].strip()
