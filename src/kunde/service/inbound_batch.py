@@ -2,8 +2,8 @@
 per mail (the group commit's work).
 
 The common case — a reply from the case's own contact address to an open case, found by
-its references or token — is handled set-wise: one lookup of known Message-IDs, one of
-the cases, one insert of all messages, one update of the cases touched. Anything else
+its references or token — is handled set-wise: one lookup of the known Message-IDs with their
+cases, one insert of all messages, one update of the cases touched. Anything else
 (a new case, another sender, a duplicate) goes through `InboundMailService._thread`, after
 the rows gathered so far are written, so it sees them.
 """
@@ -51,8 +51,7 @@ async def thread_batch(svc: InboundMailService, uow: UnitOfWork,
                        items: list[tuple[ParsedMail, list[str]]]) -> list[dict[str, Any]]:
     kernel = svc.kernel
     now = kernel.clock.now()
-    known = await _known(uow, [m for m, _ in items])
-    cases = await _cases(uow, items, known)
+    known, cases = await _lookup(uow, items)
     pending = _Pending()
     seen: set[str] = set()
     results: list[dict[str, Any]] = []
@@ -104,28 +103,30 @@ def _fast_case(kernel: Any, mail: ParsedMail, rcpts: list[str], known: dict[str,
     return case
 
 
-async def _known(uow: UnitOfWork, mails: list[ParsedMail]) -> dict[str, str]:
-    ids = {i for m in mails for i in ([m.message_id] if m.message_id else []) + m.references}
-    if not ids:
-        return {}
-    rows = await uow.execute(sa.select(service_messages.c.email_message_id,
-                                       service_messages.c.case_id)
-                             .where(service_messages.c.email_message_id.in_(list(ids))))
-    return {r.email_message_id: r.case_id for r in rows}
-
-
-async def _cases(uow: UnitOfWork, items: list[tuple[ParsedMail, list[str]]],
-                 known: dict[str, str]) -> dict[str, Any]:
-    ids = set(known.values())
-    tokens = {t for m, r in items if (t := models.token_in(m.subject, r))}
+async def _lookup(uow: UnitOfWork, items: list[tuple[ParsedMail, list[str]]]
+                  ) -> tuple[dict[str, str], dict[str, Any]]:
+    """In one statement: the batch's Message-IDs (own and referenced) already on a case,
+    {message id: case id}, and the cases they or the batch's tokens name, by id and by
+    ``token:TOKEN`` (locked on PostgreSQL)."""
+    ids = list({i for m, _ in items
+                for i in ([m.message_id] if m.message_id else []) + m.references})
+    tokens = list({t for m, r in items if (t := models.token_in(m.subject, r))})
     if not ids and not tokens:
-        return {}
-    q = sa.select(service_cases).where(sa.or_(service_cases.c.id.in_(list(ids)),
-                                              service_cases.c.token.in_(list(tokens))))
+        return {}, {}
+    m = service_messages
+    q = (sa.select(service_cases, m.c.email_message_id.label("known_message_id"))
+         .select_from(service_cases.outerjoin(m, sa.and_(
+             m.c.email_message_id.in_(ids), m.c.case_id == service_cases.c.id)))
+         .where(sa.or_(service_cases.c.id.in_(
+             sa.select(m.c.case_id).where(m.c.email_message_id.in_(ids)).scalar_subquery()),
+             service_cases.c.token.in_(tokens))))
     if uow.dialect == "postgresql":
-        q = q.with_for_update()
-    out: dict[str, Any] = {}
+        q = q.with_for_update(of=service_cases)
+    known: dict[str, str] = {}
+    cases: dict[str, Any] = {}
     for row in await uow.execute(q):
-        out[row.id] = row
-        out[f"token:{row.token}"] = row
-    return out
+        if row.known_message_id is not None:
+            known[row.known_message_id] = row.id
+        cases[row.id] = row
+        cases[f"token:{row.token}"] = row
+    return known, cases
