@@ -22,7 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 import kunde
-from kunde.access.guard import authorize, check_routes_declare_access
+from kunde.access.guard import authorize_request, check_routes_declare_access
 from kunde.features import Feature, all_features
 from kunde.kernel import Kernel, close_kernel, open_kernel
 from kunde.ops.logs import configure_logging
@@ -87,7 +87,9 @@ def create_app(
             ),
         ],
         lifespan=[lifespan],
-        guards=[authorize],
+        # The guard (default deny) as a before-request hook: Litestar's guards copy the
+        # route handler on every call.
+        before_request=authorize_request,
         dependencies={"kernel": Provide(provide_kernel, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[

@@ -1,10 +1,12 @@
 """The one guard every route passes: default deny.
 
-A route handler declares either ``opt={"public": True}`` or
-``opt={"permission": "feature:action"}``; the app refuses to start with a
-route that declares neither (`check_routes_declare_access`). A route whose
-handler authenticates from the body (Segment's ``writeKey``) declares
-``opt={"permission": ..., "auth_in_body": True}`` and checks it itself.
+It runs as the app's before-request hook (`authorize_request`), ahead of
+reading the body and resolving the handler's arguments. A route handler declares
+either ``opt={"public": True}`` or ``opt={"permission": "feature:action"}``; the
+app refuses to start with a route that declares neither
+(`check_routes_declare_access`). A route whose handler authenticates from the
+body (Segment's ``writeKey``) declares ``opt={"permission": ..., "auth_in_body":
+True}`` and checks it itself.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import base64
 import binascii
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
@@ -77,6 +79,15 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         raise Forbidden(f"this action needs the permission {permission!r}",
                         code="auth.missing_permission", permission=permission)
     connection.state.principal = principal
+
+
+async def authorize_request(request: Request[Any, Any, Any]) -> None:
+    """`authorize` as the app's before-request hook, which runs before the body is read.
+
+    Litestar calls a guard with a fresh copy of the route handler on every request;
+    the hook gets the request alone, and its route handler from the scope.
+    """
+    await authorize(request, request.route_handler)
 
 
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
