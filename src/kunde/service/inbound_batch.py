@@ -35,13 +35,9 @@ class _Pending:
 
     async def flush(self, uow: UnitOfWork) -> None:
         if self.messages:
-            await uow.execute(service_messages.insert(), self.messages)
+            await uow.execute(_INSERT_MESSAGES, self.messages)
         if self.cases:
-            await uow.execute(
-                service_cases.update().where(service_cases.c.id == sa.bindparam("b_id"))
-                .values(status=sa.bindparam("b_status"), solved_at=sa.bindparam("b_solved"),
-                        updated_at=sa.bindparam("b_at"), last_message_at=sa.bindparam("b_at")),
-                list(self.cases.values()))
+            await uow.execute(_UPDATE_CASES, list(self.cases.values()))
         for e in self.events:
             uow.emit(e)
         self.messages, self.cases, self.events = [], {}, []
@@ -103,6 +99,28 @@ def _fast_case(kernel: Any, mail: ParsedMail, rcpts: list[str], known: dict[str,
     return case
 
 
+def _lookup_statement() -> sa.Select[Any]:
+    m = service_messages
+    ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+    return (sa.select(service_cases, m.c.email_message_id.label("known_message_id"))
+            .select_from(service_cases.outerjoin(m, sa.and_(
+                m.c.email_message_id.in_(ids), m.c.case_id == service_cases.c.id)))
+            .where(sa.or_(service_cases.c.id.in_(
+                sa.select(m.c.case_id).where(m.c.email_message_id.in_(ids))
+                .scalar_subquery()),
+                service_cases.c.token.in_(sa.bindparam("tokens", expanding=True)))))
+
+
+# Built once: building a statement of this size costs more than running it.
+_LOOKUP = _lookup_statement()
+_LOOKUP_LOCKED = _LOOKUP.with_for_update(of=service_cases)
+_UPDATE_CASES = (
+    service_cases.update().where(service_cases.c.id == sa.bindparam("b_id"))
+    .values(status=sa.bindparam("b_status"), solved_at=sa.bindparam("b_solved"),
+            updated_at=sa.bindparam("b_at"), last_message_at=sa.bindparam("b_at")))
+_INSERT_MESSAGES = service_messages.insert()
+
+
 async def _lookup(uow: UnitOfWork, items: list[tuple[ParsedMail, list[str]]]
                   ) -> tuple[dict[str, str], dict[str, Any]]:
     """In one statement: the batch's Message-IDs (own and referenced) already on a case,
@@ -113,18 +131,10 @@ async def _lookup(uow: UnitOfWork, items: list[tuple[ParsedMail, list[str]]]
     tokens = list({t for m, r in items if (t := models.token_in(m.subject, r))})
     if not ids and not tokens:
         return {}, {}
-    m = service_messages
-    q = (sa.select(service_cases, m.c.email_message_id.label("known_message_id"))
-         .select_from(service_cases.outerjoin(m, sa.and_(
-             m.c.email_message_id.in_(ids), m.c.case_id == service_cases.c.id)))
-         .where(sa.or_(service_cases.c.id.in_(
-             sa.select(m.c.case_id).where(m.c.email_message_id.in_(ids)).scalar_subquery()),
-             service_cases.c.token.in_(tokens))))
-    if uow.dialect == "postgresql":
-        q = q.with_for_update(of=service_cases)
+    q = _LOOKUP_LOCKED if uow.dialect == "postgresql" else _LOOKUP
     known: dict[str, str] = {}
     cases: dict[str, Any] = {}
-    for row in await uow.execute(q):
+    for row in await uow.execute(q, {"ids": ids, "tokens": tokens}):
         if row.known_message_id is not None:
             known[row.known_message_id] = row.id
         cases[row.id] = row
