@@ -112,7 +112,7 @@ def database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 
 _TRANSIENT = ("locked", "connect", "timeout", "timed out", "closed", "shutting down",
-              "terminat", "recovery", "too many clients")
+              "terminat", "recovery", "too many clients", "starting up")
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -121,6 +121,8 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, DBAPIError) and "connect" in type(exc.orig).__name__.lower():
+        return True  # e.g. asyncpg's CannotConnectNowError while PostgreSQL starts up
     if isinstance(exc, OperationalError):
         text = str(exc.orig).lower()
         return any(word in text for word in _TRANSIENT)

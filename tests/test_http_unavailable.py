@@ -1,0 +1,25 @@
+"""Which database failures count as "unavailable" (fast 503) rather than a bug (500)."""
+
+from __future__ import annotations
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from kunde.web.problems import is_unavailable
+
+
+def _wrapped(cls: type[DBAPIError], orig: Exception) -> DBAPIError:
+    return cls("SELECT 1", {}, orig)
+
+
+def test_postgres_starting_up_is_unavailable() -> None:
+    orig = asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+    assert is_unavailable(_wrapped(DBAPIError, orig))
+    assert is_unavailable(_wrapped(OperationalError, Exception("the database system is "
+                                                              "starting up")))
+
+
+def test_statement_errors_are_not_unavailable() -> None:
+    assert not is_unavailable(_wrapped(IntegrityError, Exception("duplicate key value")))
+    assert not is_unavailable(_wrapped(OperationalError, Exception("no such column: x")))
+    assert not is_unavailable(ValueError("connect"))
