@@ -78,7 +78,8 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     if not principal.can(permission):
         raise Forbidden(f"this action needs the permission {permission!r}",
                         code="auth.missing_permission", permission=permission)
-    connection.state.principal = principal
+    # The scope's state dict directly: `connection.state` builds a State (and a lock).
+    connection.scope.setdefault("state", {})["principal"] = principal
 
 
 async def authorize_request(request: Request[Any, Any, Any]) -> None:
@@ -91,7 +92,7 @@ async def authorize_request(request: Request[Any, Any, Any]) -> None:
 
 
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
-    value = connection.state.get("principal")
+    value = (connection.scope.get("state") or {}).get("principal")
     return value if isinstance(value, Principal) else None
 
 
