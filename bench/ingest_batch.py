@@ -186,7 +186,7 @@ def main() -> dict[str, Any]:
     dbs = os.environ.get("BENCH_DBS", "sqlite,postgres").split(",")
     return {"benchmark": "ingest_batch", "events_per_batch": EVENTS_PER_BATCH,
             "seconds": seconds, **{db: run(db, seconds) for db in dbs},
-            "note": "measured while the machine was shared"}
+            "load_average": os.getloadavg()}
 
 
 if __name__ == "__main__":

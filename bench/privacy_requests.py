@@ -110,7 +110,7 @@ async def _run(url: str, tmp: Path) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
-    from commerce_checkout import _pg_drop, _pg_scratch
+    from _databases import pg_drop, pg_scratch
 
     out: dict[str, Any] = {"benchmark": "privacy_requests", "targets": {
         "export_s": TARGET_EXPORT_S, "erase_s": TARGET_ERASE_S}}
@@ -118,11 +118,11 @@ def main() -> dict[str, Any]:
     out["sqlite"] = asyncio.run(_run(f"sqlite+aiosqlite:///{tmp / 'kunde.db'}", tmp))
     pg = os.environ.get("KUNDE_BENCH_POSTGRES_URL")
     if pg:
-        url, name = asyncio.run(_pg_scratch(pg))
+        url, name = asyncio.run(pg_scratch(pg))
         try:
             out["postgresql"] = asyncio.run(_run(url, tmp / "pg"))
         finally:
-            asyncio.run(_pg_drop(pg, name))
+            asyncio.run(pg_drop(pg, name))
     return out
 
 

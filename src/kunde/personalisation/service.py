@@ -91,6 +91,8 @@ class RecommendationService:
         self._items_cache: tuple[float, dict[str, float], frozenset[str]] = (
             -ITEM_RULES_SECONDS, {}, frozenset())
         self._stock = stock_port(kernel)
+        self._items_refresh: asyncio.Task[tuple[dict[str, float], frozenset[str]]] | None = None
+        self._items_generation = 0
         self._rules_memo: tuple[ModelSet, dict[str, float], frozenset[str], Rules] | None = None
         self._consent: ConsentPort | None = None
 
@@ -258,12 +260,26 @@ class RecommendationService:
         at, boosts, gone = self._items_cache
         if time.monotonic() - at < ITEM_RULES_SECONDS:
             return boosts, gone
+        running = self._items_refresh
+        if running is None or running.done():
+            running = self._items_refresh = asyncio.create_task(self._load_item_rules())
+        if at > 0:
+            # Expired by age: serve what we have while one refresh runs beside the requests.
+            # (Awaiting it here made every request of those milliseconds wait, and start
+            # its own catalogue-wide read: the tail of the latency.)
+            return boosts, gone
+        return await asyncio.shield(running)  # never read, or a change is known: wait
+
+    async def _load_item_rules(self) -> tuple[dict[str, float], frozenset[str]]:
+        generation = self._items_generation
         async with self.kernel.db.read() as conn:
             rows = (await conn.execute(sa.select(items.c.sku, items.c.boost)
                                        .where(items.c.boost != 1.0))).all()
         boosts = {r[0]: float(r[1]) for r in rows}
         new_gone = frozenset(await self._stock.unavailable(None))
-        if new_gone != gone:
+        if generation != self._items_generation:
+            return boosts, new_gone  # a change became known meanwhile: a newer read stores
+        if new_gone != self._items_cache[2]:
             self._cache.clear()
             self._by_customer.clear()
         self._items_cache = (time.monotonic(), boosts, new_gone)
@@ -272,6 +288,8 @@ class RecommendationService:
     def refresh_item_rules(self) -> None:
         """Read boosts and stock again at the next request (a catalogue change is known)."""
         self._items_cache = (-ITEM_RULES_SECONDS, *self._items_cache[1:])
+        self._items_refresh = None
+        self._items_generation += 1
 
     def _rules(self, ms: ModelSet, categories: list[str], boosts: dict[str, float],
                gone: frozenset[str]) -> Rules:
