@@ -285,3 +285,27 @@ async def console_login(page: Any, base_url: str, email: str, password: str) -> 
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
     await page.wait_for_load_state("networkidle")
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on a free port; ``smtp.inbox.mails`` holds what arrived."""
+    from mail_helpers import Smtp
+
+    server = Smtp(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def inbound_port(kernel: Kernel) -> AsyncIterator[int]:
+    """Kunde's own inbound SMTP server (service feature), started on a free port."""
+    from kunde.service.smtp import InboundSmtp
+
+    server = kernel.service(InboundSmtp)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        yield port
+    finally:
+        await server.stop()

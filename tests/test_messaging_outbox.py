@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -12,9 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 
-from conftest import free_port
 from conftest import test_settings as make_settings
 from kunde.core.clock import FrozenClock
 from kunde.core.ids import new_id
@@ -24,43 +21,9 @@ from kunde.messaging.service import MessagingService
 from kunde.messaging.tables import messages
 from kunde.settings import Settings
 from kunde.store.tables import events
+from mail_helpers import Smtp
 
 NOON = datetime(2026, 1, 12, 12, 0, tzinfo=UTC)  # a Monday, 13:00 in Copenhagen
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.mails: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.mails.append(envelope)
-        return "250 OK"
-
-
-class Smtp:
-    """A real aiosmtpd server we can stop and start on a fixed port."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.inbox = Inbox()
-        self.controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller:
-            self.controller.stop()
-            self.controller = None
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    server = Smtp(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

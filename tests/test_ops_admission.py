@@ -16,9 +16,10 @@ from litestar import Litestar, get, post
 
 from kunde.app import create_app
 from kunde.kernel import Kernel
-from kunde.ops.admission import admission_control, route_class
+from kunde.ops.admission import route_class
 from kunde.ops.history import LoadHistory, percentile
 from kunde.ops.metrics import Metrics
+from kunde.ops.middleware import front_door
 from kunde.ops.models import SHARE, Admission, Criticality, GradientLimit, LoadState
 
 
@@ -177,7 +178,7 @@ async def batch() -> dict[str, int]:
 
 
 def _pressure_app(metrics: Metrics) -> Litestar:
-    return Litestar([checkout, profile, report, batch], middleware=[admission_control(metrics)])
+    return Litestar([checkout, profile, report, batch], middleware=[front_door(metrics, False)])
 
 
 async def test_pressure_sheds_background_first_and_critical_last() -> None:

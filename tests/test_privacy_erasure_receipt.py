@@ -9,7 +9,7 @@ import base64
 import email
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import AppClient, app_client, free_port
+from conftest import AppClient, app_client
 from conftest import test_settings as make_settings
 from kunde.core.clock import FrozenClock
 from kunde.core.ids import new_id
@@ -25,21 +25,13 @@ from kunde.kernel import Kernel
 from kunde.messaging.service import MessagingService
 from kunde.privacy.receipts import receipt_subject, seal_receipts
 from kunde.settings import Settings
-from test_messaging_outbox import Smtp
+from mail_helpers import Smtp
 from test_privacy_canary import _find_in_database, _find_in_files, drain
 
 SUBJECTS = {"en": "Your personal data has been erased",
             "da": "Dine personoplysninger er slettet",
             "de": "Ihre personenbezogenen Daten wurden gelöscht",
             "nl": "Uw persoonsgegevens zijn gewist"}
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    server = Smtp(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

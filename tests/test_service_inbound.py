@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
-import pytest
 import sqlalchemy as sa
 
 from kunde.kernel import Kernel
 from kunde.profiles.service import ProfileService
 from kunde.service.inbound import MAX_THREADED_BYTES, InboundMailService
 from kunde.service.service import Actor, CaseService
-from kunde.service.smtp import InboundSmtp
 from kunde.service.tables import service_inbound_review
 
 AGENT = Actor("staff", "agent-1", "Ada")
 
-
-@pytest.fixture
-async def smtp_port(kernel: Kernel) -> AsyncIterator[int]:
-    server = kernel.service(InboundSmtp)
-    port = await server.start("127.0.0.1", 0)
-    try:
-        yield port
-    finally:
-        await server.stop()
 
 
 def mail(sender: str, subject: str, body: str, *, message_id: str | None = None,
@@ -58,11 +46,11 @@ async def send(port: int, *messages: EmailMessage | bytes, rcpt: str = "service@
     await asyncio.to_thread(_send)
 
 
-async def test_email_threads_onto_the_right_case(kernel: Kernel, smtp_port: int) -> None:
+async def test_email_threads_onto_the_right_case(kernel: Kernel, inbound_port: int) -> None:
     mia = await kernel.service(ProfileService).ensure_customer({"email": "mia@example.com"},
                                                                "web")
     cases = kernel.service(CaseService)
-    await send(smtp_port, mail("Mia <MIA@example.com>", "Boots too small", "Size 41, not 43",
+    await send(inbound_port, mail("Mia <MIA@example.com>", "Boots too small", "Size 41, not 43",
                                message_id="<first@mail.example>"))
     [case] = await cases.list_cases(customer_id=mia)
     assert case["channel"] == "email" and case["contact_verified"]
@@ -76,13 +64,13 @@ async def test_email_threads_onto_the_right_case(kernel: Kernel, smtp_port: int)
         reply_id = (await conn.execute(sa.select(service_messages.c.email_message_id).where(
             service_messages.c.id == out["id"]))).scalar_one()
     # A reply by headers, then one only carrying the token in the subject.
-    await send(smtp_port,
+    await send(inbound_port,
                mail("mia@example.com", "Re: Boots", "Yes please\n\n> Sorry! Shall we",
                     message_id="<second@mail.example>", in_reply_to=reply_id),
                mail("mia@example.com", f"Re: {case['subject_tag']} Boots", "Thanks!",
                     message_id="<third@mail.example>"))
     # The same mail delivered twice is stored once.
-    await send(smtp_port, mail("mia@example.com", "Re: Boots", "Yes please",
+    await send(inbound_port, mail("mia@example.com", "Re: Boots", "Yes please",
                                message_id="<second@mail.example>", in_reply_to=reply_id))
     thread = await cases.thread(case["id"])
     assert [(m["direction"], m["body"]) for m in thread] == [
@@ -92,21 +80,21 @@ async def test_email_threads_onto_the_right_case(kernel: Kernel, smtp_port: int)
     assert (await cases.get_case(case["id"]))["status"] == "open"
 
 
-async def test_token_in_the_address_threads(kernel: Kernel, smtp_port: int) -> None:
+async def test_token_in_the_address_threads(kernel: Kernel, inbound_port: int) -> None:
     cases = kernel.service(CaseService)
-    await send(smtp_port, mail("stranger@example.net", "Question", "Do you ship to Norway?"))
+    await send(inbound_port, mail("stranger@example.net", "Question", "Do you ship to Norway?"))
     [case] = await cases.list_cases()
-    await send(smtp_port, mail("stranger@example.net", "again", "Hello?"),
+    await send(inbound_port, mail("stranger@example.net", "again", "Hello?"),
                rcpt=f"case+{case['token']}@in.shop.example")
     assert [m["body"] for m in await cases.thread(case["id"])] == [
         "Do you ship to Norway?", "Hello?"]
 
 
-async def test_unknown_sender_gets_an_unverified_case(kernel: Kernel, smtp_port: int) -> None:
+async def test_unknown_sender_gets_an_unverified_case(kernel: Kernel, inbound_port: int) -> None:
     mia = await kernel.service(ProfileService).ensure_customer({"email": "mia@example.com"},
                                                                "web")
     cases = kernel.service(CaseService)
-    await send(smtp_port, mail("unknown@example.org", "Hello", "Who am I?"),
+    await send(inbound_port, mail("unknown@example.org", "Hello", "Who am I?"),
                mail("unknown@example.org", "Hello again", "Still me"))
     [case] = await cases.list_cases()
     assert case["customer_id"] is None and not case["contact_verified"]
@@ -122,14 +110,14 @@ async def test_unknown_sender_gets_an_unverified_case(kernel: Kernel, smtp_port:
 
 
 async def test_a_reply_from_another_customer_never_lands_on_the_case(
-        kernel: Kernel, smtp_port: int) -> None:
+        kernel: Kernel, inbound_port: int) -> None:
     profiles = kernel.service(ProfileService)
     mia = await profiles.ensure_customer({"email": "mia@example.com"}, "web")
     bob = await profiles.ensure_customer({"email": "bob@example.com"}, "web")
     cases = kernel.service(CaseService)
-    await send(smtp_port, mail("mia@example.com", "Refund", "Where is my refund?"))
+    await send(inbound_port, mail("mia@example.com", "Refund", "Where is my refund?"))
     [mias] = await cases.list_cases(customer_id=mia)
-    await send(smtp_port, mail("bob@example.com", f"Re: {mias['subject_tag']}", "Me too",
+    await send(inbound_port, mail("bob@example.com", f"Re: {mias['subject_tag']}", "Me too",
                                message_id="<bob@mail.example>"),
                mail("eve@example.org", f"Re: {mias['subject_tag']}", "Send it to me"))
     assert len(await cases.thread(mias["id"])) == 1
@@ -140,10 +128,10 @@ async def test_a_reply_from_another_customer_never_lands_on_the_case(
 
 
 async def test_oversized_and_malformed_mail_is_kept_for_review(kernel: Kernel,
-                                                               smtp_port: int) -> None:
+                                                               inbound_port: int) -> None:
     big = mail("mia@example.com", "Photos", "x" * (MAX_THREADED_BYTES + 10))
     broken = b"Subject: no sender at all\r\n\r\nhello\r\n"
-    await send(smtp_port, big, broken)
+    await send(inbound_port, big, broken)
     inbound = kernel.service(InboundMailService)
     items = sorted(await inbound.review_items(), key=lambda i: i["reason"])
     assert [i["reason"].split(":")[0] for i in items] == ["malformed", "oversized"]

@@ -3,7 +3,6 @@ messaging to a real SMTP server (aiosmtpd) and land in the communication archive
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -11,25 +10,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import free_port
 from conftest import test_settings as make_settings
 from kunde.kernel import Kernel
 from kunde.messaging.service import MessagingService
 from kunde.service.service import Actor, CaseService, NewCase
 from kunde.service.tables import service_feedback
 from kunde.settings import Settings
-from test_messaging_outbox import Smtp
+from mail_helpers import Smtp
 from test_service_cases import customer, drain
 
 AGENT = Actor("staff", "a1", "Ada")
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    server = Smtp(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

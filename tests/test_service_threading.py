@@ -6,7 +6,6 @@ on the right case."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from email.message import EmailMessage, Message
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conftest import free_port
 from conftest import test_settings as make_settings
 from kunde.kernel import Kernel
 from kunde.messaging.channels import Outgoing
@@ -23,21 +21,13 @@ from kunde.messaging.service import MessagingService
 from kunde.profiles.service import ProfileService
 from kunde.service import models
 from kunde.service.service import Actor, CaseService, NewCase
-from kunde.service.smtp import InboundSmtp
 from kunde.service.tables import service_messages
 from kunde.settings import Settings
-from test_messaging_outbox import Smtp, queue
+from mail_helpers import Smtp
+from test_messaging_outbox import queue
 from test_service_inbound import mail, send
 
 AGENT = Actor("staff", "a1", "Ada")
-
-
-@pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    server = Smtp(free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -46,15 +36,6 @@ def settings(database_url: str, tmp_path: Path, smtp: Smtp) -> Settings:
                          mail_from="Shop service <service@shop.example>",
                          inbound_mail_domain="In.Shop.Example")
 
-
-@pytest.fixture
-async def inbound_port(kernel: Kernel) -> AsyncIterator[int]:
-    server = kernel.service(InboundSmtp)
-    port = await server.start("127.0.0.1", 0)
-    try:
-        yield port
-    finally:
-        await server.stop()
 
 
 async def sent_reply(kernel: Kernel, smtp: Smtp) -> Message:

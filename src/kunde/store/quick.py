@@ -234,33 +234,26 @@ class QuickReads:
         return self._pool
 
     @asynccontextmanager
-    async def _pg_session(self) -> AsyncIterator[QuickSession]:
+    async def _pg_connection(self) -> AsyncIterator[Any]:
         pool = await self._pg_pool()
         try:
             conn = await asyncio.wait_for(pool.acquire(), timeout=self.timeout)
         except TimeoutError as exc:
             raise TimeoutError("postgresql: no connection for a quick read in time") from exc
         try:
+            yield conn
+        finally:
+            await pool.release(conn)
+
+    @asynccontextmanager
+    async def _pg_session(self) -> AsyncIterator[QuickSession]:
+        async with self._pg_connection() as conn:
             tx = conn.transaction(readonly=True, isolation="repeatable_read")
             await _pg_call(tx.start())
             try:
                 yield _PgSession(conn, self.dialect, self.timeout)
             finally:
                 await _pg_call(tx.rollback())
-        finally:
-            await pool.release(conn)
-
-    @asynccontextmanager
-    async def _pg_single(self) -> AsyncIterator[QuickSession]:
-        pool = await self._pg_pool()
-        try:
-            conn = await asyncio.wait_for(pool.acquire(), timeout=self.timeout)
-        except TimeoutError as exc:
-            raise TimeoutError("postgresql: no connection for a quick read in time") from exc
-        try:
-            yield _PgSession(conn, self.dialect, self.timeout)
-        finally:
-            await pool.release(conn)
 
     # -- API -----------------------------------------------------------------
     async def fetch(self, query: Query, **params: Any) -> list[Row]:
@@ -269,7 +262,8 @@ class QuickReads:
         if self.dialect.name == "sqlite":
             async with self.session() as q:
                 return await q.fetch(query, **params)
-        async with self._pg_single() as q:
+        async with self._pg_connection() as conn:
+            q = _PgSession(conn, self.dialect, self.timeout)
             return await q.fetch(query, **params)
 
     def session(self) -> Any:
