@@ -132,6 +132,17 @@ async def _customer_id(kernel: Kernel, canary: str, has_identify: bool) -> str:
     return new_id()
 
 
+async def assert_stored_nowhere(kernel: Kernel, needle: bytes) -> None:
+    """Not in any table, not in the SQLite file or its WAL, not under the data directory."""
+    assert await _find_in_database(kernel, needle) == []
+    if kernel.db.dialect == "sqlite":
+        db_file = Path(kernel.settings.effective_database_url.split(":///", 1)[1])
+        for suffix in ("", "-wal"):
+            f = Path(str(db_file) + suffix)
+            assert not f.exists() or needle not in f.read_bytes(), f"canary in {f.name}"
+    assert _find_in_files(kernel.settings.data_path, needle) == []
+
+
 async def _find_in_database(kernel: Kernel, needle: bytes) -> list[str]:
     hits = []
     async with kernel.db.read() as conn:
@@ -200,13 +211,7 @@ async def test_canary_is_gone_after_erasure(kernel: Kernel, app_client: Any,
     await drain(kernel)
     kernel.vault.forget_cached(ctx.customer_id)
 
-    assert await _find_in_database(kernel, needle) == []
-    if kernel.db.dialect == "sqlite":
-        db_file = Path(kernel.settings.effective_database_url.split(":///", 1)[1])
-        for suffix in ("", "-wal"):
-            f = Path(str(db_file) + suffix)
-            assert not f.exists() or needle not in f.read_bytes(), f"canary in {f.name}"
-    assert _find_in_files(kernel.settings.data_path, needle) == []
+    await assert_stored_nowhere(kernel, needle)
     after = await ExportService(kernel).build(ctx.customer_id, None)
     assert needle not in jsonutil.dumps(after)
     logged = "\n".join(rec.getMessage() + str(rec.__dict__) for rec in caplog.records)
