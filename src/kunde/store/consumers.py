@@ -111,9 +111,9 @@ class ConsumerRunner:
         The log is read and decrypted once for all consumers, from the lowest cursor of
         each partition; every consumer takes the part of that window after its own
         cursors. Consumers that want none of their part only move their positions, all
-        of them in one transaction. A consumer whose cursors lie beyond the shared
-        window (others lag far behind it) reads on its own, so no one waits for a
-        laggard.
+        of them in one transaction. A consumer whose cursors all lie beyond the shared
+        window (others lag far behind it) reads on its own; one with work both inside
+        and beyond the window waits at most until the laggard has caught up with it.
         """
         owned = self.owned()
         if not owned:
