@@ -111,9 +111,9 @@ class ConsumerRunner:
         The log is read and decrypted once for all consumers, from the lowest cursor of
         each partition; every consumer takes the part of that window after its own
         cursors. Consumers that want none of their part only move their positions, all
-        of them in one transaction. A consumer whose cursors all lie beyond the shared
-        window (others lag far behind it) reads on its own; one with work both inside
-        and beyond the window waits at most until the laggard has caught up with it.
+        of them in one transaction. A consumer with nothing in a full window reads on its
+        own when all its cursors lie beyond it (others lag far behind); otherwise it
+        waits for the window to move on, at most until the laggard has caught up.
         """
         owned = self.owned()
         if not owned:
