@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, Router, get
 
 from conftest import AppClient
-from kunde.access.guard import check_routes_declare_access
+from kunde.access.guard import authorize_request, check_routes_declare_access
 from kunde.core.errors import ConfigurationError
 from kunde.kernel import Kernel
 
@@ -106,6 +108,21 @@ def test_a_route_without_access_declaration_is_refused() -> None:
 
     with pytest.raises(ConfigurationError, match="undeclared"):
         check_routes_declare_access(Litestar([undeclared]))
+
+
+def test_a_router_with_its_own_before_request_hook_is_refused() -> None:
+    """Litestar runs only the closest hook: a router's own would skip authorisation."""
+    @get("/hooked", opt={"permission": "profiles:read"})
+    async def hooked() -> str:
+        return "x"
+
+    async def own_hook(request: Any) -> None:
+        return None
+
+    app = Litestar([Router("/r", route_handlers=[hooked], before_request=own_hook)],
+                   before_request=authorize_request)
+    with pytest.raises(ConfigurationError, match="before_request"):
+        check_routes_declare_access(app)
 
 
 async def test_every_route_declares_access(client: AppClient) -> None:

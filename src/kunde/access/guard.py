@@ -101,6 +101,13 @@ def check_routes_declare_access(app: Litestar) -> None:
     bad = []
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
+            # Litestar runs the closest layer's before-request hook only: a router or
+            # handler with a hook of its own would skip `authorize_request`.
+            if any(getattr(layer, "before_request", None) is not None
+                   for layer in handler.ownership_layers[1:]):
+                bad.append(f"{route.path} ({handler.handler_name}: its own before_request "
+                           "would skip authorisation)")
+                continue
             if handler.opt.get("public") or handler.opt.get("permission"):
                 continue
             # Litestar's generated OPTIONS handlers and its own /schema routes declare
