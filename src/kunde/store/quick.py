@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -90,9 +91,11 @@ def _args(compiled: _Compiled, params: dict[str, Any]) -> list[Any]:
     return out
 
 
-class QuickSession:
-    async def fetch(self, query: Query, **params: Any) -> list[Row]:
-        raise NotImplementedError
+class QuickSession(ABC):
+    """One snapshot of quick reads: SQLite, PostgreSQL or the Core fallback."""
+
+    @abstractmethod
+    async def fetch(self, query: Query, **params: Any) -> list[Row]: ...
 
     async def fetch_one(self, query: Query, **params: Any) -> Row | None:
         rows = await self.fetch(query, **params)
