@@ -22,6 +22,7 @@ from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.service_merge import MERGE_EVENTS, MemberMerges, live_id, live_ids
 from kunde.loyalty.service_quests import QuestEngine
 from kunde.loyalty.service_referrals import ReferralGuard
+from kunde.loyalty.service_welcome import WelcomeReward
 from kunde.loyalty.tables import (
     lots,
     member_segments,
@@ -29,7 +30,6 @@ from kunde.loyalty.tables import (
     purchases,
     rule_usage,
     season_xp,
-    welcomes,
 )
 from kunde.store.database import UnitOfWork
 from kunde.store.sql import insert_ignore
@@ -37,7 +37,6 @@ from kunde.store.sql import insert_ignore
 if TYPE_CHECKING:
     from kunde.kernel import Kernel
 
-MARKETING = ("marketing_email", "marketing_sms", "marketing_push")
 
 
 def view_of(event: Event) -> EventView:
@@ -49,9 +48,6 @@ def view_of(event: Event) -> EventView:
 class MergedMeanwhile(RuntimeError):
     """The event's customer was merged concurrently; the consumer retries the event."""
 
-
-# Identifiers that make a customer record a person who can join (not anonymous ids).
-JOINING_IDENTIFIERS = frozenset({"user_id", "email", "phone"})
 
 # Handled whatever the programme says (welcome, orders, refunds, goodwill).
 ALWAYS_HANDLED = frozenset({
@@ -67,6 +63,7 @@ class EarnEngine:
         self.quests = QuestEngine(kernel)
         self.merges = MemberMerges(kernel)
         self.referrals = ReferralGuard(kernel)
+        self.welcomes = WelcomeReward(kernel)
         self._compiled: tuple[Programme, CompiledProgramme] | None = None
 
     async def compiled(self) -> CompiledProgramme:
@@ -144,7 +141,7 @@ class EarnEngine:
         elif event.type == "commerce.refund_issued":
             await self.clawback(uow, cid, event.payload, now)
         elif event.type in ("profiles.customer_created", "consent.changed", "ingest.identify"):
-            await self.welcome(uow, cid, event, now)
+            await self.welcomes.grant(uow, cid, event, now)
         if event.type not in cp.event_types:
             return
         tier = await self.svc.ensure_member(uow, cid, now)
@@ -326,51 +323,6 @@ class EarnEngine:
                     "refund_id": refund_id, "lot_id": lot.id,
                 }, subject_id=lot.customer_id, source="loyalty"))
 
-    # -- welcome -----------------------------------------------------------------
-    async def welcome(self, uow: UnitOfWork, cid: str, event: Event, now: datetime) -> None:
-        prog = await self.svc.programme()
-        w = prog.welcome
-        p = event.payload or {}
-        if w.points <= 0:
-            return
-        if event.type in ("profiles.customer_created", "ingest.identify"):
-            # Joining is holding a real identifier (user id, email, phone), on creation or
-            # at the first identify: an anonymous visitor is not a member, and must not
-            # use up the welcome budget of the hour.
-            if w.trigger == "consent" or not await self._known_person(uow, cid):
-                return
-            trigger = "joined"
-        else:
-            if w.trigger == "joined" or not (p.get("granted") and p.get("purpose") in MARKETING):
-                return
-            trigger = "consent"
-        identity = await canonical(self.kernel, cid)
-        recent = (await uow.execute(sa.select(sa.func.count()).select_from(welcomes).where(
-            welcomes.c.granted_at > now - timedelta(hours=1)))).scalar_one()
-        if recent >= w.max_per_hour:  # velocity guard against sign-up farms
-            return
-        won = await uow.execute(insert_ignore(uow.dialect, welcomes), {
-            "identity": identity, "customer_id": cid, "trigger": trigger, "granted_at": now})
-        if won.rowcount != 1:
-            return
-        await self.svc.ensure_member(uow, cid, now)
-        posted = await ledger.credit(
-            uow, kind="welcome", source="s:issued", customer_id=cid, points=w.points,
-            cause_id=identity, rule="welcome", reason=f"welcome reward ({trigger})", now=now,
-            expires_at=await self.svc.expiry_for(now))
-        if posted:
-            uow.emit(Event.new("loyalty.welcome_granted", {
-                "entry_id": posted.txn_id, "points": w.points, "trigger": trigger,
-            }, subject_id=cid, source="loyalty"))
-
-    async def _known_person(self, uow: UnitOfWork, cid: str) -> bool:
-        try:
-            from kunde.profiles.service import ProfileService
-        except ImportError:  # profiles not installed: every customer id is a person
-            return True
-        kinds = await self.kernel.service(ProfileService).identifier_kinds(uow, cid)
-        return bool(kinds & JOINING_IDENTIFIERS)
-
     # -- tiers -------------------------------------------------------------------
     async def qualifying(self, uow: Any, cid: str, now: datetime) -> dict[str, int]:
         from kunde.loyalty.service_tiers import qualifying_metrics
@@ -401,12 +353,3 @@ class EarnEngine:
             uow.emit(Event.new("loyalty.tier_changed", {
                 "from": row.tier, "to": target, "direction": "up",
             }, subject_id=cid, source="loyalty"))
-
-
-async def canonical(kernel: Kernel, customer_id: str) -> str:
-    """The verified identity behind a customer id (survivor of merges), when profiles runs."""
-    try:
-        from kunde.profiles.service import ProfileService
-    except ImportError:  # profiles not installed: the id itself is the identity
-        return customer_id
-    return await kernel.service(ProfileService).canonical_id(customer_id)

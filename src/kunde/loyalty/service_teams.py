@@ -18,7 +18,7 @@ from kunde.core.ids import new_id
 from kunde.loyalty.errors import TeamError
 from kunde.loyalty.rules import quest_round
 from kunde.loyalty.service import LoyaltyService
-from kunde.loyalty.service_earn import canonical
+from kunde.loyalty.service_welcome import canonical
 from kunde.loyalty.tables import quest_completions, quest_marks, team_members, teams
 from kunde.store.sql import insert_ignore
 
