@@ -1,0 +1,79 @@
+"""The migrated schema is ready for Citus: every table declares how it is distributed,
+and the database as migrated satisfies what that needs (store/distribution.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from kunde.kernel import Kernel
+from kunde.store import distribution, migrate
+from kunde.store.tables import naming
+
+
+def _reflected(sync_conn: Any) -> sa.MetaData:
+    md = sa.MetaData(naming_convention=naming)
+    md.reflect(sync_conn)
+    md.remove(md.tables["alembic_version"])
+    return md
+
+
+async def test_migrated_schema_is_distributable(kernel: Kernel) -> None:
+    declared = migrate.all_metadata()
+    async with kernel.db.reader.connect() as conn:
+        live = await conn.run_sync(_reflected)
+    assert set(live.tables) == set(declared.tables)
+    for name, table in live.tables.items():
+        spec = distribution.spec_of(declared.tables[name])
+        if spec is not None:
+            table.info["distribution"] = spec
+    assert distribution.problems(live) == []
+
+
+def test_customer_tables_are_colocated_with_customers() -> None:
+    md = migrate.all_metadata()
+    specs = {name: distribution.spec_of(t) for name, t in md.tables.items()}
+    assert specs["customers"] == distribution.Distribution("customer", "id", "customer")
+    # A table that names a customer and is not distributed by it says why.
+    for name, table in md.tables.items():
+        spec = specs[name]
+        assert spec is not None, name
+        if "customer_id" in table.c and spec.kind != "customer":
+            assert len(spec.reason) > 20, f"{name}: why is it not distributed by customer?"
+    customer_tables = [n for n, s in specs.items() if s and s.kind == "customer"]
+    assert len(customer_tables) >= 30
+
+
+def test_the_check_finds_what_sharding_cannot_take() -> None:
+    md = sa.MetaData(naming_convention=naming)
+    parent = sa.Table("p", md, sa.Column("customer_id", sa.String(36), primary_key=True))
+    child = sa.Table(
+        "c", md,
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("customer_id", sa.String(36)),
+        sa.Column("token", sa.String(36), unique=True),
+        sa.Column("p_id", sa.String(36), sa.ForeignKey("p.customer_id")),
+    )
+    undeclared = sa.Table("u", md, sa.Column("id", sa.Integer, primary_key=True))
+    distribution.by_customer(parent, child)
+    found = distribution.problems(md)
+    assert "c: distribution column customer_id is nullable" in found
+    assert "c: primary key (id) lacks customer_id" in found
+    assert "c: unique uq_c_token (token) lacks customer_id" in found
+    assert "c → p: the foreign key does not join on the distribution columns" in found
+    assert f"{undeclared.name}: no distribution declared (store/distribution.py)" in found
+
+
+def test_citus_statements_distribute_every_declared_table() -> None:
+    md = migrate.all_metadata()
+    ddl = distribution.citus_ddl(md)
+    first_distributed = next(i for i, s in enumerate(ddl) if "create_distributed" in s)
+    assert ddl[first_distributed] == "SELECT create_distributed_table('customers', 'id');"
+    assert all("create_reference_table" in s for s in ddl[:first_distributed])
+    local = {n for n, t in md.tables.items()
+             if (s := distribution.spec_of(t)) is not None and s.kind == "local"}
+    assert "events" in local
+    assert len(ddl) == len(md.tables) - len(local)
+    assert "SELECT create_distributed_table('traits', 'customer_id', " \
+           "colocate_with => 'customers');" in ddl
