@@ -3,6 +3,7 @@ and the database as migrated satisfies what that needs (store/distribution.py)."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,3 +78,13 @@ def test_citus_statements_distribute_every_declared_table() -> None:
     assert len(ddl) == len(md.tables) - len(local)
     assert "SELECT create_distributed_table('traits', 'customer_id', " \
            "colocate_with => 'customers');" in ddl
+
+
+def test_kunde_schema_citus_prints_the_statements(tmp_path: Path) -> None:
+    from test_cli import kunde
+
+    r = kunde(tmp_path, "schema", "citus")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "SELECT create_distributed_table('customers', 'id');" in lines
+    assert all(line.startswith("SELECT create_") for line in lines)

@@ -24,10 +24,12 @@ sources_app = typer.Typer(help="Event sources and their Segment write keys.",
                           no_args_is_help=True)
 users_app = typer.Typer(help="Staff users of the console.", no_args_is_help=True)
 consumers_app = typer.Typer(help="Event-log consumers: lag and replay.", no_args_is_help=True)
+schema_app = typer.Typer(help="The database schema: how it shards.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(sources_app, name="sources")
 app.add_typer(users_app, name="users")
 app.add_typer(consumers_app, name="consumers")
+app.add_typer(schema_app, name="schema")
 
 
 def _feature_commands() -> None:
@@ -198,6 +200,24 @@ def consumers_replay(
     settings = _settings()
     n = run(settings, lambda k: replay(k.db, consumer, from_position))
     out.print(f"rewound {consumer} on {n} partitions to position {from_position}")
+
+
+@schema_app.command("citus")
+def schema_citus() -> None:
+    """Print the Citus statements that distribute a migrated Kunde database.
+
+    Run them with psql on the coordinator after `kunde migrate`; docs/deployment.md
+    says how. Nothing is changed by this command."""
+    from kunde.store import distribution, migrate
+
+    md = migrate.all_metadata()
+    problems = distribution.problems(md)
+    if problems:
+        for line in problems:
+            err.print(f"[red]{line}[/]")
+        err.print("the schema is not distributable as declared; fix the tables above")
+        raise typer.Exit(1)
+    print("\n".join(distribution.citus_ddl(md)))
 
 
 def main() -> None:
