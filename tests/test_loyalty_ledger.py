@@ -194,6 +194,24 @@ class LedgerMachine(RuleBasedStateMachine):
         assert after[0] + after[1] == before[0] + before[1] + points + 100 - spend
         self.done.append(go)
 
+        # Later deliveries of the merged record's causes count for the survivor (live
+        # ids): the ledger recognises the cause whichever customer it arrives for.
+        async def award_again() -> Any:
+            now = clock.now()
+            async with k.db.transaction() as uow:
+                return await ledger.credit(
+                    uow, kind="award", source="s:issued", customer_id=cid, points=points,
+                    cause_id=f"{order}:paid", rule="purchase", reason=f"order {order}",
+                    now=now, ref=order)
+
+        async def goodwill_again() -> Any:
+            async with k.db.transaction() as uow:
+                return await self.svc.grant_goodwill(uow, cid, 100, "welcome", f"{other}:w")
+        for redirected in (award_again, goodwill_again):
+            assert self._run(redirected()) is None
+            self.done.append(redirected)
+        assert self._run(snapshot(k, cid)) == after
+
     @rule(days=st.sampled_from([1, 7, 15, 60, 200]))
     def time_passes(self, days: int) -> None:
         self.h.clock.advance(timedelta(days=days))

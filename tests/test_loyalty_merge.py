@@ -136,6 +136,47 @@ async def test_refund_after_merge_claws_back_from_the_survivor(kernel: Kernel) -
     await check_invariants(kernel, b)
 
 
+async def test_redelivered_event_of_a_merged_record_awards_nothing_again(
+        kernel: Kernel) -> None:
+    """Award and partial refund for b, merge b into a, redeliver b's payment and refund:
+    the survivor gets no second award and no second clawback (the exactly-once key is
+    the cause, not the customer it arrives for)."""
+    from kunde.loyalty.service_earn import EarnEngine
+
+    await setup_programme(kernel)
+    a, b = await two_customers(kernel)
+    oid = await order(kernel, b, 20_000, ["shoes"])
+    await emit(kernel, b, "commerce.refund_issued", {
+        "order_id": oid, "refund_id": "r-1", "amount_minor": 5_000, "currency": "EUR"})
+    await drain(kernel)
+    awarded = [h for h in await kernel.service(LoyaltyService).history(b)
+               if h["kind"] == "award"]
+    assert awarded and (await summary(kernel, b))["pending"] == 150
+    await staff_merge(kernel, a, b)
+    await drain(kernel)
+    merged = await summary(kernel, a)
+    assert merged["pending"] == 150
+    async with kernel.db.read() as conn:
+        rows = (await conn.execute(sa.select(event_log).where(
+            event_log.c.type.in_(("commerce.order_paid", "commerce.refund_issued")),
+            event_log.c.subject_id == b).order_by(event_log.c.position))).all()
+        again = await kernel.log.decode(conn, rows)
+    assert [e.type for e in again] == ["commerce.order_paid", "commerce.refund_issued"]
+    for ev in [*again[::-1], *again]:  # the refund first: a marker without a lot
+        async with kernel.db.transaction() as uow:
+            await kernel.service(EarnEngine).handle(uow, ev)
+    await drain(kernel)
+    assert await summary(kernel, a) == merged
+    assert {k for k, _ in await kinds(kernel, a)}.isdisjoint({"award", "refund", "reverse"})
+    async with kernel.db.read() as conn:
+        n = dict((await conn.execute(sa.select(transactions.c.kind, sa.func.count())
+                                     .where(transactions.c.ref == oid)
+                                     .group_by(transactions.c.kind))).all())
+    assert (n["award"], n["refund"], n["reverse"]) == (len(awarded), 1, 1)
+    await check_invariants(kernel, a)
+    await check_invariants(kernel, b)
+
+
 async def test_team_membership_follows_the_merge(kernel: Kernel) -> None:
     await setup_programme(kernel)
     a, b = await two_customers(kernel)

@@ -1,9 +1,12 @@
 """The points ledger: double-entry, exactly once, FIFO lots, no read-decide-write.
 
 Every movement is a transaction whose id is derived from its cause
-(``derived_id(kind, cause_id, rule)``) and inserted with ON CONFLICT DO NOTHING:
-a second delivery of the same cause — a retry, a replay, a concurrent duplicate —
-finds the id taken and changes nothing. Its legs sum to zero over member accounts
+(``derived_id(kind, cause_id, rule)``). The id is first inserted into
+``loyalty_causes`` with ON CONFLICT DO NOTHING: a second delivery of the same cause —
+a retry, a replay, a concurrent duplicate, or the same cause delivered for the
+survivor of a merge — finds the id taken and changes nothing. That table is keyed by
+the cause alone (not by customer, unlike the rest of the ledger), so the guarantee
+holds across customer records on a sharded database too. Its legs sum to zero over member accounts
 (``m:<customer>:available|pending``) and system accounts (``s:issued``,
 ``s:redeemed``, ``s:expired``, ``s:reversed``, ``s:goodwill``).
 
@@ -27,7 +30,8 @@ import sqlalchemy as sa
 
 from kunde.core.ids import derived_id
 from kunde.loyalty.errors import InsufficientPoints
-from kunde.loyalty.tables import accounts, entries, lots, transactions
+from kunde.loyalty.rows import move_rows
+from kunde.loyalty.tables import accounts, causes, entries, lots, transactions
 from kunde.store.database import UnitOfWork
 from kunde.store.sql import insert_ignore
 
@@ -37,6 +41,11 @@ SYSTEM_ACCOUNTS = ("s:issued", "s:redeemed", "s:expired", "s:reversed", "s:goodw
 
 def member_account(customer_id: str, bucket: str = "available") -> str:
     return f"m:{customer_id}:{bucket}"
+
+
+def account_owner(account: str) -> str:
+    """The customer id of a member account ("m:<customer_id>:<bucket>")."""
+    return account[2:].rpartition(":")[0]
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,8 @@ async def lock_member(uow: UnitOfWork, customer_id: str) -> None:
     """Serialise debits of one member (row lock on PostgreSQL until commit)."""
     await ensure_member_accounts(uow, customer_id)
     await uow.execute(
-        accounts.update().where(accounts.c.account == member_account(customer_id))
+        accounts.update().where(accounts.c.customer_id == customer_id,
+                                accounts.c.account == member_account(customer_id))
         .values(balance=accounts.c.balance)
     )
 
@@ -89,17 +99,21 @@ async def post(
     tid = txn_id(kind, cause_id, rule)
     member_delta = sum(a for acct, a in legs if acct.startswith("m:") and acct.endswith(
         ":available"))
-    result = await uow.execute(insert_ignore(uow.dialect, transactions), {
+    # The exactly-once guard, global: keyed by the cause, not by the customer.
+    result = await uow.execute(insert_ignore(uow.dialect, causes, ["txn_id"]),
+                               {"txn_id": tid, "customer_id": customer_id})
+    if result.rowcount == 0:
+        return None
+    await uow.execute(transactions.insert(), {
         "id": tid, "kind": kind, "customer_id": customer_id, "cause_id": cause_id,
         "rule": rule, "points": member_delta if points is None else points,
         "reason": reason[:300], "ref": ref, "created_at": now,
     })
-    if result.rowcount == 0:
-        return None
     legs = [(acct, amt) for acct, amt in sorted(legs) if amt != 0]
     if legs:
         await uow.execute(entries.insert(), [
-            {"txn_id": tid, "leg": i, "account": acct, "amount": amt}
+            {"customer_id": customer_id, "txn_id": tid, "leg": i, "account": acct,
+             "amount": amt}
             for i, (acct, amt) in enumerate(legs)
         ])
     if any(acct.startswith("m:") for acct, _ in legs):
@@ -109,7 +123,8 @@ async def post(
             continue
         upd = await uow.execute(
             accounts.update()
-            .where(accounts.c.account == acct, accounts.c.balance + amt >= 0)
+            .where(accounts.c.customer_id == account_owner(acct), accounts.c.account == acct,
+                   accounts.c.balance + amt >= 0)
             .values(balance=accounts.c.balance + amt)
         )
         if upd.rowcount != 1:
@@ -171,7 +186,8 @@ async def _take_fifo(uow: UnitOfWork, customer_id: str, wanted: int, *,
         if lot_id == skip:
             continue
         take = min(int(remaining), wanted - taken)
-        await uow.execute(lots.update().where(lots.c.id == lot_id)
+        await uow.execute(lots.update().where(lots.c.customer_id == customer_id,
+                                              lots.c.id == lot_id)
                           .values(remaining=lots.c.remaining - take))
         taken += take
     return taken
@@ -179,6 +195,7 @@ async def _take_fifo(uow: UnitOfWork, customer_id: str, wanted: int, *,
 
 async def available_points(uow: UnitOfWork, customer_id: str) -> int:
     row = (await uow.execute(sa.select(accounts.c.balance).where(
+        accounts.c.customer_id == customer_id,
         accounts.c.account == member_account(customer_id)))).first()
     return int(row[0]) if row else 0
 
@@ -224,7 +241,8 @@ async def reverse_lot(
     """Claw back up to ``points`` of a lot: from the lot itself, then from other available
     lots; never below zero (what was already spent is forgiven)."""
     await lock_member(uow, customer_id)
-    lot = (await uow.execute(sa.select(lots).where(lots.c.id == lot_id))).first()
+    lot = (await uow.execute(sa.select(lots).where(lots.c.customer_id == customer_id,
+                                                   lots.c.id == lot_id))).first()
     if lot is None or points <= 0:
         return None
     own = min(points, int(lot.remaining))
@@ -240,7 +258,8 @@ async def reverse_lot(
                         points=-(own + from_others))
     if posted is None:
         return None
-    await uow.execute(lots.update().where(lots.c.id == lot_id).values(
+    await uow.execute(lots.update().where(lots.c.customer_id == customer_id,
+                                          lots.c.id == lot_id).values(
         remaining=lots.c.remaining - own, reversed=lots.c.reversed + own + from_others))
     if from_others:
         taken = await _take_fifo(uow, customer_id, from_others, skip=lot_id)
@@ -249,14 +268,13 @@ async def reverse_lot(
     return posted
 
 
-async def release_lot(uow: UnitOfWork, lot_id: str, now: datetime) -> Posted | None:
+async def release_lot(uow: UnitOfWork, customer_id: str, lot_id: str, now: datetime
+                      ) -> Posted | None:
     """Move a pending lot's remaining points to available (exactly once per lot)."""
-    row = (await uow.execute(sa.select(lots.c.customer_id).where(lots.c.id == lot_id))).first()
-    if row is None:
-        return None
-    await lock_member(uow, row.customer_id)
-    lot = (await uow.execute(sa.select(lots).where(lots.c.id == lot_id,
-                                                   lots.c.bucket == "pending"))).first()
+    await lock_member(uow, customer_id)
+    lot = (await uow.execute(sa.select(lots).where(
+        lots.c.customer_id == customer_id, lots.c.id == lot_id,
+        lots.c.bucket == "pending"))).first()
     if lot is None:
         return None
     r = int(lot.remaining)
@@ -268,19 +286,19 @@ async def release_lot(uow: UnitOfWork, lot_id: str, now: datetime) -> Posted | N
         now=now, ref=lot.ref, points=r,
     )
     if posted is not None:
-        await uow.execute(lots.update().where(lots.c.id == lot_id).values(
+        await uow.execute(lots.update().where(lots.c.customer_id == customer_id,
+                                              lots.c.id == lot_id).values(
             bucket="available", available_at=now))
     return posted
 
 
-async def expire_lot(uow: UnitOfWork, lot_id: str, now: datetime) -> Posted | None:
+async def expire_lot(uow: UnitOfWork, customer_id: str, lot_id: str, now: datetime
+                     ) -> Posted | None:
     """Expire what is left of an available lot (exactly once per lot)."""
-    row = (await uow.execute(sa.select(lots.c.customer_id).where(lots.c.id == lot_id))).first()
-    if row is None:
-        return None
-    await lock_member(uow, row.customer_id)
+    await lock_member(uow, customer_id)
     lot = (await uow.execute(sa.select(lots).where(
-        lots.c.id == lot_id, lots.c.bucket == "available", lots.c.remaining > 0))).first()
+        lots.c.customer_id == customer_id, lots.c.id == lot_id,
+        lots.c.bucket == "available", lots.c.remaining > 0))).first()
     if lot is None:
         return None
     r = int(lot.remaining)
@@ -290,7 +308,8 @@ async def expire_lot(uow: UnitOfWork, lot_id: str, now: datetime) -> Posted | No
         now=now, ref=lot.ref, points=-r,
     )
     if posted is not None:
-        await uow.execute(lots.update().where(lots.c.id == lot_id).values(remaining=0))
+        await uow.execute(lots.update().where(lots.c.customer_id == customer_id,
+                                              lots.c.id == lot_id).values(remaining=0))
     return posted
 
 
@@ -331,19 +350,21 @@ async def transfer_member(
                              (member_account(survivor, "pending"), pend)],
         now=now, ref=loser, points=avail)
     assert into is not None  # same cause, other kind: inserted with merge_out or not at all
-    await uow.execute(lots.update().where(lots.c.customer_id == loser)
-                      .values(customer_id=survivor))
+    await move_rows(uow, lots, lots.c.customer_id == loser, customer_id=survivor)
     return out, into
 
 
-async def due_lots(uow: UnitOfWork, now: datetime, limit: int = 500) -> dict[str, list[str]]:
-    """Lots to release (pending past their window) and to expire (available past expiry)."""
-    rel = await uow.execute(sa.select(lots.c.id).where(
+async def due_lots(uow: UnitOfWork, now: datetime, limit: int = 500
+                   ) -> dict[str, list[tuple[str, str]]]:
+    """(customer id, lot id) of lots to release (pending past their window) and to expire
+    (available past expiry)."""
+    rel = await uow.execute(sa.select(lots.c.customer_id, lots.c.id).where(
         lots.c.bucket == "pending", lots.c.available_at <= now).limit(limit))
-    exp = await uow.execute(sa.select(lots.c.id).where(
+    exp = await uow.execute(sa.select(lots.c.customer_id, lots.c.id).where(
         lots.c.bucket == "available", lots.c.remaining > 0, lots.c.expires_at.is_not(None),
         lots.c.expires_at <= now).limit(limit))
-    return {"release": [r[0] for r in rel], "expire": [r[0] for r in exp]}
+    return {"release": [(str(r.customer_id), str(r.id)) for r in rel],
+            "expire": [(str(r.customer_id), str(r.id)) for r in exp]}
 
 
 async def balances(conn: Any, customer_id: str) -> dict[str, int]:

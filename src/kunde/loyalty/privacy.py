@@ -4,7 +4,8 @@ Erasure deletes the member's own rows (membership, tiers, quests, badges, team
 seat, segments, purchases, redemptions, welcome record, season standings, merge
 records) and pseudonymises the ledger (including other members' merge and
 referral entries that name the customer): the member's transactions, entries,
-lots and accounts move to a fresh random id with reasons and references blanked.
+lots and accounts move to a fresh random id with reasons and references blanked (rows
+are re-inserted under the new id: it is their distribution key).
 The ledger keeps balancing and the programme's liability history stays true, but
 nothing links it to the person.
 """
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from kunde.core.ids import new_id
 from kunde.loyalty import tables as t
 from kunde.loyalty.ledger import member_account
+from kunde.loyalty.rows import move_rows
 from kunde.store.database import UnitOfWork
 
 if TYPE_CHECKING:
@@ -71,17 +73,21 @@ async def erase(kernel: Kernel, uow: UnitOfWork, ids: Sequence[str]) -> dict[str
         await uow.execute(t.transactions.update().where(
             t.transactions.c.kind.in_(MERGE_KINDS), t.transactions.c.rule == cid,
         ).values(rule=alias, ref=None, reason="erased"))
-        n = (await uow.execute(t.transactions.update().where(
-            t.transactions.c.customer_id == cid).values(
-            customer_id=alias, reason="erased", ref=None))).rowcount
-        counts["loyalty_transactions_pseudonymised"] = int(n)
+        # The customer id is the distribution key of these tables: rows move to the alias
+        # (deleted and inserted again) rather than being updated in place.
+        n = await move_rows(uow, t.transactions, t.transactions.c.customer_id == cid,
+                            customer_id=alias, reason="erased", ref=None)
+        counts["loyalty_transactions_pseudonymised"] = n
+        await uow.execute(t.causes.update().where(t.causes.c.customer_id == cid)
+                          .values(customer_id=alias))
+        await move_rows(uow, t.entries, t.entries.c.customer_id == cid, customer_id=alias)
         for bucket in ("available", "pending"):
             await uow.execute(t.entries.update().where(
+                t.entries.c.customer_id == alias,
                 t.entries.c.account == member_account(cid, bucket)).values(
                 account=member_account(alias, bucket)))
-            await uow.execute(t.accounts.update().where(
-                t.accounts.c.account == member_account(cid, bucket)).values(
-                account=member_account(alias, bucket), customer_id=alias))
-        await uow.execute(t.lots.update().where(t.lots.c.customer_id == cid)
-                          .values(customer_id=alias, ref=None))
+            await move_rows(uow, t.accounts, t.accounts.c.customer_id == cid,
+                            t.accounts.c.account == member_account(cid, bucket),
+                            account=member_account(alias, bucket), customer_id=alias)
+        await move_rows(uow, t.lots, t.lots.c.customer_id == cid, customer_id=alias, ref=None)
     return counts

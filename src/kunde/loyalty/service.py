@@ -146,19 +146,17 @@ class LoyaltyService:
         async with self.kernel.db.read() as conn:
             uow = UnitOfWork(conn, self.kernel.db.dialect)
             due = await ledger.due_lots(uow, now, limit)
-        for lot_id in due["release"]:
+        for cid, lot_id in due["release"]:
             async with self.kernel.db.transaction() as uow:
-                if await ledger.release_lot(uow, lot_id, now):
+                if await ledger.release_lot(uow, cid, lot_id, now):
                     done["released"] += 1
         async with self.kernel.db.read() as conn:
             due = await ledger.due_lots(UnitOfWork(conn, self.kernel.db.dialect), now, limit)
-        for lot_id in due["expire"]:
+        for cid, lot_id in due["expire"]:
             async with self.kernel.db.transaction() as uow:
-                posted = await ledger.expire_lot(uow, lot_id, now)
+                posted = await ledger.expire_lot(uow, cid, lot_id, now)
                 if posted:
                     done["expired"] += 1
-                    cid = (await uow.execute(sa.select(transactions.c.customer_id).where(
-                        transactions.c.id == posted.txn_id))).scalar_one()
                     uow.emit(Event.new("loyalty.points_expired", {
                         "entry_id": posted.txn_id, "points": -posted.points, "lot_id": lot_id,
                     }, subject_id=cid, source="loyalty"))

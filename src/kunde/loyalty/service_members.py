@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from kunde.core.clock import as_utc
 from kunde.loyalty import reads
-from kunde.loyalty.ledger import SYSTEM_ACCOUNTS
+from kunde.loyalty.ledger import SYSTEM_ACCOUNTS, txn_id
 from kunde.loyalty.models import Programme
 from kunde.loyalty.rules import CompiledProgramme, EventView, quest_round, window_key
 from kunde.loyalty.service import LoyaltyService, benefits
@@ -21,6 +21,7 @@ from kunde.loyalty.service_seasons import SeasonEnd, level_of
 from kunde.loyalty.service_tiers import tier_progress
 from kunde.loyalty.tables import (
     accounts,
+    causes,
     entries,
     members,
     quest_completions,
@@ -150,9 +151,9 @@ class MemberViews:
         if verdict.refusal or verdict.cause_id is None:
             return verdict.refusal or "the referral cannot be checked"
         async with self.kernel.db.read() as conn:
-            done = (await conn.execute(sa.select(transactions.c.customer_id).where(
-                transactions.c.kind == "award", transactions.c.cause_id == verdict.cause_id,
-                transactions.c.rule == rule.id))).first()
+            # By the cause alone (whichever record was credited): one row, one shard.
+            done = (await conn.execute(sa.select(causes.c.customer_id).where(
+                causes.c.txn_id == txn_id("award", verdict.cause_id, rule.id)))).first()
         return "this person was already referred" if done else None
 
     async def _live(self, cid: str) -> str:

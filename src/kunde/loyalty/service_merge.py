@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from kunde.core.events import Event
 from kunde.loyalty import ledger
+from kunde.loyalty.rows import move_rows
 from kunde.loyalty.service import LoyaltyService
 from kunde.loyalty.service_quests import QuestEngine
 from kunde.loyalty.tables import (
@@ -115,7 +116,7 @@ class MemberMerges:
         out, into = moved
         await self._remember(uow, loser, survivor, event.id, now)
         await self._move_state(uow, loser, survivor, now)
-        pending = sum(a for acct, a in await self._legs(uow, into.txn_id)
+        pending = sum(a for acct, a in await self._legs(uow, survivor, into.txn_id)
                       if acct.endswith(":pending"))
         uow.emit(Event.new("loyalty.member_merged", {
             "merged_id": loser, "survivor_id": survivor, "points": into.points,
@@ -194,11 +195,12 @@ class MemberMerges:
         return sorted({restored, *ids})
 
     @staticmethod
-    async def _legs(uow: UnitOfWork, txn_id: str) -> list[tuple[str, int]]:
+    async def _legs(uow: UnitOfWork, customer_id: str, txn_id: str
+                    ) -> list[tuple[str, int]]:
         from kunde.loyalty.tables import entries
 
         rows = await uow.execute(sa.select(entries.c.account, entries.c.amount).where(
-            entries.c.txn_id == txn_id))
+            entries.c.customer_id == customer_id, entries.c.txn_id == txn_id))
         return [(str(r.account), int(r.amount)) for r in rows]
 
     # -- everything but points ---------------------------------------------------------
@@ -333,8 +335,8 @@ class MemberMerges:
         if theirs is None:
             return str(mine) if mine else None
         if mine is None:
-            await uow.execute(team_members.update().where(team_members.c.customer_id == loser)
-                              .values(customer_id=survivor))
+            await move_rows(uow, team_members, team_members.c.customer_id == loser,
+                            customer_id=survivor)
             await uow.execute(teams.update().where(teams.c.id == theirs,
                                                    teams.c.owner_id == loser)
                               .values(owner_id=survivor))

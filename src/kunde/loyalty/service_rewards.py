@@ -98,7 +98,7 @@ class RewardService:
         rid = derived_id("redemption", customer_id, idempotency_key or new_id())
         async with self.kernel.db.read() as conn:
             done = (await conn.execute(sa.select(redemptions).where(
-                redemptions.c.id == rid))).first()
+                redemptions.c.customer_id == customer_id, redemptions.c.id == rid))).first()
         if done is not None:
             return self._out(done._mapping)
         try:
@@ -106,7 +106,7 @@ class RewardService:
         except _AlreadyRedeemed:
             async with self.kernel.db.read() as conn:
                 done = (await conn.execute(sa.select(redemptions).where(
-                    redemptions.c.id == rid))).first()
+                    redemptions.c.customer_id == customer_id, redemptions.c.id == rid))).first()
             if done is None:
                 raise
             return self._out(done._mapping)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import by_customer, by_key, reference
 from kunde.store.tables import metadata
 from kunde.store.types import Json, UtcDateTime
 
 accounts = sa.Table(
     "loyalty_accounts",
     metadata,
-    # "m:<customer_id>:available", "m:<customer_id>:pending" or "s:<system account>".
+    # "m:<customer_id>:available" or "m:<customer_id>:pending": member accounts only
+    # (system accounts are not kept as rows; their balance is the sum of their entries).
+    sa.Column("customer_id", sa.String(36), primary_key=True),
     sa.Column("account", sa.String(80), primary_key=True),
-    sa.Column("customer_id", sa.String(36), index=True),
     sa.Column("bucket", sa.String(16), nullable=False),
     sa.Column("balance", sa.BigInteger, nullable=False, default=0),
 )
@@ -27,24 +29,39 @@ accounts = sa.Table(
 transactions = sa.Table(
     "loyalty_transactions",
     metadata,
-    # derived_id(kind, cause_id, rule): a second delivery of the same cause collides here.
+    # derived_id(kind, cause_id, rule); a second delivery of the same cause collides in
+    # `loyalty_causes` (global), whichever customer record it is delivered for.
+    sa.Column("customer_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("kind", sa.String(24), nullable=False),
-    sa.Column("customer_id", sa.String(36), nullable=False),
     sa.Column("cause_id", sa.String(100), nullable=False),
     sa.Column("rule", sa.String(64), nullable=False),
     sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.String(300), nullable=False),
     sa.Column("ref", sa.String(64)),
     sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint("kind", "cause_id", "rule"),
     sa.Index("ix_loyalty_transactions_customer_created", "customer_id", "created_at"),
     sa.Index("ix_loyalty_transactions_ref", "ref"),
+)
+
+causes = sa.Table(
+    "loyalty_causes",
+    metadata,
+    # The exactly-once guard of the ledger, one row per recorded transaction: its id is
+    # derived_id(kind, cause_id, rule), inserted (ON CONFLICT DO NOTHING) in the same
+    # database transaction as the `loyalty_transactions` row. Keyed by the cause alone,
+    # not by customer, so a cause redelivered for another record (a merge survivor, an
+    # unmerged record) still finds it taken. customer_id: whose ledger holds it.
+    sa.Column("txn_id", sa.String(36), primary_key=True),
+    sa.Column("customer_id", sa.String(36), nullable=False),
 )
 
 entries = sa.Table(
     "loyalty_entries",
     metadata,
+    # customer_id: the customer of the transaction (its distribution key); a member
+    # account leg always belongs to that customer.
+    sa.Column("customer_id", sa.String(36), primary_key=True),
     sa.Column("txn_id", sa.String(36), primary_key=True),
     sa.Column("leg", sa.SmallInteger, primary_key=True),
     sa.Column("account", sa.String(80), nullable=False, index=True),
@@ -55,8 +72,8 @@ lots = sa.Table(
     "loyalty_lots",
     metadata,
     # The award transaction that created the lot; FIFO by (available_at, id).
+    sa.Column("customer_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("customer_id", sa.String(36), nullable=False),
     sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("remaining", sa.BigInteger, nullable=False),
     sa.Column("reversed", sa.BigInteger, nullable=False, default=0),
@@ -127,8 +144,9 @@ reward_stock = sa.Table(
 redemptions = sa.Table(
     "loyalty_redemptions",
     metadata,
+    # derived_id("redemption", customer_id, idempotency key)
+    sa.Column("customer_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("customer_id", sa.String(36), nullable=False, index=True),
     sa.Column("reward_id", sa.String(64), nullable=False),
     sa.Column("points", sa.BigInteger, nullable=False),
     sa.Column("code", sa.String(64)),
@@ -274,3 +292,42 @@ season_results = sa.Table(
     sa.Column("finished_at", UtcDateTime, nullable=False),
     sa.Index("ix_loyalty_season_results_season_rank", "season_id", "rank"),
 )
+
+
+# -- distribution (Citus), docs/loyalty.md --------------------------------------------
+by_customer(accounts, transactions, entries, lots, members, rule_usage, redemptions,
+            quest_marks, quest_completions, season_xp, badges, streaks, team_members,
+            member_segments, season_results)
+# The record a merged id earns for is looked up by the merged id: its own customer's shard.
+by_customer(merges, column="merged_id")
+by_key("loyalty_cause",
+       "the exactly-once key of the points ledger must hold across customer records: a "
+       "merge moves points to the survivor and redirects the merged id's later events to "
+       "it, so a redelivered cause arrives for another customer id than the first time",
+       txn_id=causes)
+by_key("loyalty_welcome",
+       "one welcome reward per verified identity (anti-abuse) across all of its customer "
+       "records, checked by the identity alone",
+       identity=welcomes)
+by_key("loyalty_order",
+       "one row per order, whichever customer record its later events arrive for (a merge "
+       "moves it to the survivor, an unmerge leaves it there): refunds find the order and "
+       "the lots to claw back by order id alone; per-customer reads (tier progress, "
+       "reward taste) use the customer_id index",
+       order_id=purchases)
+by_key("loyalty_reward",
+       "stock is shared by every customer and decremented on each redemption: one shard "
+       "per reward, not a reference table every redemption would write on all nodes",
+       reward_id=reward_stock)
+by_key("loyalty_webhook_delivery",
+       "one delivery per (webhook, event), derived id as the replay guard; events without "
+       "a customer (customer_id is nullable) are delivered too",
+       id=webhook_deliveries)
+reference("programme configuration: one row, read by every earn and redeem",
+          programmes)
+reference("webhook subscriptions: a handful of rows read on every enqueued event",
+          webhooks)
+reference("teams are shared by members on any shard and joined from team_members and "
+          "quest_marks; invite codes are unique across all teams; written only when a "
+          "team is created or someone joins or leaves",
+          teams)
