@@ -79,6 +79,20 @@ async def test_sends_archives_and_records_on_timeline(kernel: Kernel, smtp: Smtp
     assert ("messaging.message_sent", customer) in [(t, s) for t, s in types]
 
 
+async def test_a_key_sends_once_across_customer_records(kernel: Kernel, smtp: Smtp,
+                                                        clock: FrozenClock) -> None:
+    # A retry after a merge names the survivor: the key was used, nothing more is sent.
+    merged, survivor = new_id(), new_id()
+    mid = await queue(kernel, merged, "order_confirmation:o-1")
+    assert await queue(kernel, survivor, "order_confirmation:o-1") == mid
+    assert await statuses(kernel) == [("queued", 0)]
+    # Erasure releases the keys of the messages it deletes.
+    async with kernel.db.transaction() as uow:
+        assert await kernel.service(MessagingService).erase(uow, [merged]) == {"messages": 1}
+    assert await queue(kernel, survivor, "order_confirmation:o-1") == mid
+    assert await statuses(kernel) == [("queued", 0)]
+
+
 async def test_smtp_down_waits_in_outbox_then_goes_out(kernel: Kernel, smtp: Smtp,
                                                        clock: FrozenClock) -> None:
     service = kernel.service(MessagingService)

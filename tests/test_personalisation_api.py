@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from kunde.app import create_app
 from kunde.core.events import Event
@@ -105,6 +106,34 @@ async def test_interaction_store_is_idempotent_and_skips_order_completed(kernel:
         from kunde.personalisation.handlers import record
         await record(uow, [e], set())
     assert (await svc.training_data())[0].user.size == 3
+
+
+async def test_a_merge_moves_interactions_to_the_survivor_once(kernel: Kernel) -> None:
+    from kunde.personalisation.handlers import record
+    from kunde.personalisation.tables import interactions, searches
+
+    survivor, merged = new_id(), new_id()
+
+    async def owners(table: Any) -> list[str]:
+        async with kernel.db.read() as conn:
+            rows = await conn.execute(sa.select(table.c.customer_id))
+            return sorted(r[0] for r in rows if r[0] in (survivor, merged))
+
+    bought = order(merged, "o-m", ["A-1", "B-1"], 2, kernel)
+    await emit(kernel, [bought, order(survivor, "o-s", ["C-1"], 1, kernel),
+                        interaction(merged, "products_searched", query="blue pot")])
+    merge = Event.new("profiles.customers_merged", {"survivor_id": survivor,
+                                                    "merged_id": merged},
+                      subject_id=survivor, source="profiles")
+    await emit(kernel, [merge])
+    assert await owners(interactions) == [survivor] * 3
+    # Replayed in one batch: the order lands on the merged id again, the merge moves it
+    # once more, and the survivor keeps one row per line.
+    async with kernel.db.transaction() as uow:
+        await record(uow, [bought, merge], set())
+
+    assert await owners(interactions) == [survivor] * 3
+    assert await owners(searches) == [survivor]
 
 
 async def test_training_on_too_little_data_fails_clearly(kernel: Kernel) -> None:

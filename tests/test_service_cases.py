@@ -129,6 +129,44 @@ async def test_automatic_cases_from_events_once_per_cause(kernel: Kernel) -> Non
     assert "promised 2026-11-20" in thread[0]["body"] and thread[0]["direction"] == "note"
 
 
+async def test_causes_and_tokens_are_unique_across_customers(kernel: Kernel) -> None:
+    import sqlalchemy as sa
+
+    from kunde.service import keys
+    from kunde.service.feedback import FeedbackService
+    from kunde.service.service import NewCase
+    from kunde.service.tables import service_cases, service_feedback
+
+    # After a merge, a redelivered event names the survivor: still one case, one ask.
+    merged = await customer(kernel, "merged@example.com")
+    survivor = await customer(kernel, "survivor@example.com")
+    cases = kernel.service(CaseService)
+    feedback = kernel.service(FeedbackService)
+    opened = []
+    for cid in (merged, survivor):
+        async with kernel.db.transaction() as uow:
+            opened.append(await cases.open_in(uow, NewCase(
+                channel="system", subject="Late", customer_id=cid, cause="delay:s9")))
+            await feedback.request_in(uow, customer_id=cid, kind="csat",
+                                      touchpoint="case_solved", cause="csat:c9")
+    assert opened[1] == (opened[0][0], False)
+    async with kernel.db.read() as conn:
+        rows = (await conn.execute(sa.select(service_cases.c.id, service_cases.c.token)
+                                   .where(service_cases.c.cause == "delay:s9"))).all()
+        asks = (await conn.execute(sa.select(service_feedback.c.customer_id).where(
+            service_feedback.c.cause == "csat:c9"))).scalars().all()
+    assert [r.id for r in rows] == [opened[0][0]] and asks == [merged]
+    # The case holds its token and cause in service_keys; retention releases both.
+    async with kernel.db.transaction() as uow:
+        assert await keys.holder(uow, keys.case_token(rows[0].token)) == rows[0].id
+        await uow.execute(service_cases.update().values(
+            status="closed", updated_at=kernel.clock.now() - timedelta(days=5000)))
+        await privacy.purge(kernel, uow, "cases", kernel.clock.now() - timedelta(days=1),
+                            frozenset())
+        assert await keys.holder(uow, keys.case_cause("delay:s9")) is None
+        assert await keys.holder(uow, keys.case_token(rows[0].token)) is None
+
+
 async def test_sla_escalation_raises_priority_once(kernel: Kernel) -> None:
     from kunde.service.service import NewCase
 

@@ -36,7 +36,7 @@ from kunde.messaging.models import (
     thread_headers,
 )
 from kunde.messaging.render import TemplateMissing, render, template_exists
-from kunde.messaging.tables import messages, webhook_endpoints
+from kunde.messaging.tables import message_keys, messages, webhook_endpoints
 from kunde.privacy.vault import SubjectErased
 from kunde.store.database import UnitOfWork
 from kunde.store.sql import insert_ignore
@@ -101,7 +101,13 @@ class MessagingService:
                 uow, customer_id, jsonutil.dumps(context).decode())
         except SubjectErased:
             return None
-        await uow.execute(insert_ignore(uow.dialect, messages), {
+        # The key is claimed first, in this transaction: a retry (even for another
+        # customer record, after a merge) finds it taken and enqueues nothing.
+        claimed = await uow.execute(insert_ignore(uow.dialect, message_keys), {
+            "idempotency_key": idempotency_key, "message_id": message_id, "created_at": now})
+        if not claimed.rowcount:
+            return message_id
+        await uow.execute(messages.insert(), {
             "id": message_id, "customer_id": customer_id, "idempotency_key": idempotency_key,
             "channel": channel, "template": template, "purpose": purpose, "locale": locale,
             "destination": destination, "context": sealed, "status": "queued",
@@ -289,7 +295,8 @@ class MessagingService:
                 }
             except SubjectErased:
                 values = {}
-            await uow.execute(messages.update().where(messages.c.id == row.id).values(
+            await uow.execute(messages.update().where(
+                messages.c.customer_id == row.customer_id, messages.c.id == row.id).values(
                 status="sent", sent_at=now, locale=item.locale, last_error=None, **values))
             if values:
                 uow.emit(Event.new("messaging.message_sent", {
@@ -300,14 +307,16 @@ class MessagingService:
 
     async def _defer(self, row: Any, until: datetime) -> None:
         async with self.kernel.db.transaction() as uow:
-            await uow.execute(messages.update().where(messages.c.id == row.id).values(
+            await uow.execute(messages.update().where(
+                messages.c.customer_id == row.customer_id, messages.c.id == row.id).values(
                 attempts=messages.c.attempts - 1, next_attempt_at=until))
 
     async def _record_failure(self, row: Any, error: str, *, permanent: bool = False) -> None:
         now = self.kernel.clock.now()
         give_up = permanent or row.attempts >= self.policy.max_attempts
         async with self.kernel.db.transaction() as uow:
-            await uow.execute(messages.update().where(messages.c.id == row.id).values(
+            await uow.execute(messages.update().where(
+                messages.c.customer_id == row.customer_id, messages.c.id == row.id).values(
                 status="failed" if give_up else "queued", last_error=error[:2000],
                 next_attempt_at=now + backoff(row.attempts, self.policy)))
 
@@ -368,9 +377,11 @@ class MessagingService:
                 "breakers": {d: b.state for d, b in self.breakers.items.items()}}
 
     async def erase(self, uow: UnitOfWork, customer_ids: Sequence[str]) -> dict[str, int]:
-        result = await uow.execute(messages.delete().where(
-            messages.c.customer_id.in_(list(customer_ids))))
-        return {"messages": int(result.rowcount)}
+        keys = (await uow.execute(messages.delete().where(
+            messages.c.customer_id.in_(list(customer_ids)))
+            .returning(messages.c.idempotency_key))).scalars().all()
+        await _forget_keys(uow, keys)
+        return {"messages": len(keys)}
 
     async def purge(self, uow: UnitOfWork, cutoff: datetime, held: frozenset[str]) -> int:
         """Retention of the archive: sent or failed messages created before ``cutoff``,
@@ -379,7 +390,16 @@ class MessagingService:
                                     messages.c.status.in_(("sent", "failed")))
         if held:
             q = q.where(messages.c.customer_id.not_in(sorted(held)))
-        return int((await uow.execute(q)).rowcount)
+        keys = (await uow.execute(q.returning(messages.c.idempotency_key))).scalars().all()
+        await _forget_keys(uow, keys)
+        return len(keys)
+
+
+async def _forget_keys(uow: UnitOfWork, keys: Sequence[str]) -> None:
+    """Release the idempotency keys of messages that are gone (erased, past retention)."""
+    for start in range(0, len(keys), 500):
+        await uow.execute(message_keys.delete().where(
+            message_keys.c.idempotency_key.in_(list(keys[start:start + 500]))))
 
 
 def _timezone(profile: dict[str, Any]) -> str | None:

@@ -103,10 +103,20 @@ async def _profile_event(uow: UnitOfWork, e: Event) -> None:
     elif e.type == "profiles.customers_merged":
         survivor, merged = p.get("survivor_id"), p.get("merged_id")
         if survivor and merged:
-            await uow.execute(interactions.update().where(
-                interactions.c.customer_id == merged).values(customer_id=survivor))
-            await uow.execute(searches.update().where(
-                searches.c.customer_id == merged).values(customer_id=survivor))
+            for table in (interactions, searches):
+                await _move(uow, table, str(merged), str(survivor))
+
+
+async def _move(uow: UnitOfWork, table: sa.Table, merged: str, survivor: str) -> None:
+    """Give the merged customer's rows to the survivor: copied under the survivor's id
+    (an id it holds already, from a replayed event, is kept once), then deleted. The
+    distribution column of a sharded table cannot be updated in place."""
+    others = [c for c in table.c if c.name != "customer_id"]
+    copy = sa.select(sa.literal(survivor, sa.String(36)), *others).where(
+        table.c.customer_id == merged)
+    await uow.execute(insert_ignore(uow.dialect, table).from_select(
+        ["customer_id", *(c.name for c in others)], copy))
+    await uow.execute(table.delete().where(table.c.customer_id == merged))
 
 
 async def record(uow: UnitOfWork, events: Sequence[Event], touched: set[str]) -> None:
@@ -129,6 +139,10 @@ async def record(uow: UnitOfWork, events: Sequence[Event], touched: set[str]) ->
         elif e.type == "commerce.order_placed" and e.subject_id:
             r, f = _order_rows(e)
         else:
+            if e.type == "profiles.customers_merged" and rows:
+                # What the batch recorded before the merge moves with it.
+                await uow.execute(insert_ignore(uow.dialect, interactions), rows)
+                rows = []
             await _profile_event(uow, e)
             if e.type == "consent.changed" and e.subject_id:
                 touched.add(e.subject_id)  # cached responses were decided under the old one

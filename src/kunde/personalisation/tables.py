@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import by_customer, reference
 from kunde.store.tables import metadata
 from kunde.store.types import Json, UtcDateTime
 
 # One row per product interaction or purchased order line, keyed by a derived id so that a
 # re-delivered event changes nothing. Purchases come only from commerce.order_placed.
+# A merge moves rows to the survivor, skipping ids it holds already (handlers.py).
 interactions = sa.Table(
     "p13n_interactions", metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), nullable=False),
     sa.Column("customer_id", sa.String(36), nullable=False),
     sa.Column("sku", sa.String(120), nullable=False),
     sa.Column("kind", sa.String(10), nullable=False),  # view | cart | purchase
@@ -23,14 +25,16 @@ interactions = sa.Table(
     sa.Column("occurred_at", UtcDateTime, nullable=False),
     sa.Index("ix_p13n_interactions_customer", "customer_id", "occurred_at"),
     sa.Index("ix_p13n_interactions_time", "occurred_at"),
+    sa.PrimaryKeyConstraint("customer_id", "id"),
 )
 
 searches = sa.Table(
     "p13n_searches", metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), nullable=False),
     sa.Column("customer_id", sa.String(36), nullable=False, index=True),
     sa.Column("query", sa.String(200), nullable=False),
     sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("customer_id", "id"),
 )
 
 # What we know about products from the events (category for filters and diversity) and the
@@ -112,7 +116,7 @@ offers = sa.Table(
 
 offer_decisions = sa.Table(
     "p13n_offer_decisions", metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), nullable=False),
     sa.Column("customer_id", sa.String(36), nullable=False),
     sa.Column("channel", sa.String(20), nullable=False),
     sa.Column("offer_id", sa.String(64)),
@@ -120,6 +124,7 @@ offer_decisions = sa.Table(
     sa.Column("decisions", Json, nullable=False),
     sa.Column("decided_at", UtcDateTime, nullable=False),
     sa.Index("ix_p13n_offer_decisions_customer", "customer_id", "channel", "decided_at"),
+    sa.PrimaryKeyConstraint("customer_id", "id"),
 )
 
 experiments = sa.Table(
@@ -168,3 +173,12 @@ tiers = sa.Table(
 TABLES = [t.name for t in (interactions, searches, items, segment_members, consents, erased,
                            model_versions, evaluations, scores, offers, offer_decisions,
                            experiments, exposures, flags, flag_optins, tiers)]
+
+by_customer(interactions, searches, segment_members, consents, erased, scores, offer_decisions,
+            exposures, flag_optins, tiers)
+reference("the product catalogue as events describe it: read with every recommendation "
+          "on every node, one row per product", items)
+reference("trained model versions and offline evaluation reports: a few rows written by "
+          "the training job, read when serving", model_versions, evaluations)
+reference("offers, experiments and feature flags: configuration written by staff, read "
+          "for every customer's decision", offers, experiments, flags)

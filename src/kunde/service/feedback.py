@@ -17,13 +17,12 @@ from kunde.core.clock import as_utc
 from kunde.core.events import Event
 from kunde.core.ids import derived_id
 from kunde.kernel import Kernel
-from kunde.service import models
+from kunde.service import keys, models
 from kunde.service.errors import FeedbackAlreadyGiven, FeedbackLinkInvalid, InvalidCase
 from kunde.service.peers import enqueue_message
 from kunde.service.service import Actor, CaseService, NewCase
 from kunde.service.tables import service_feedback
 from kunde.store.database import UnitOfWork
-from kunde.store.sql import insert_ignore
 
 TEMPLATES = {"csat": "service_csat_request", "nps": "service_nps_request",
              "review": "service_review_request"}
@@ -52,21 +51,23 @@ class FeedbackService:
             return None
         token = secrets.token_urlsafe(24)
         feedback_id = derived_id("service.feedback", cause)
-        result = await uow.execute(insert_ignore(uow.dialect, service_feedback), {
+        # Once per cause across all customers (a merge may name another record).
+        if not await keys.claim(uow, keys.feedback_cause(cause), feedback_id):
+            return None
+        await uow.execute(service_feedback.insert(), {
             "id": feedback_id, "token_hash": token_hash(token), "customer_id": customer_id,
             "touchpoint": touchpoint, "kind": kind, "cause": cause, "case_id": case_id,
             "order_id": order_id, "sent_at": now,
             "expires_at": now + timedelta(days=self.policy.link_valid_days)})
-        if result.rowcount != 1:
-            return None
         url = f"{self.kernel.settings.effective_public_url}/feedback/{token}"
         delivery = await enqueue_message(
             self.kernel, uow, customer_id=customer_id, template=TEMPLATES[kind],
             purpose=PURPOSES[kind], idempotency_key=f"service-feedback:{feedback_id}",
             context={"feedback_url": url, "kind": kind, "case_id": case_id,
                      "order_id": order_id, "scale": list(models.SCALES[kind])})
-        await uow.execute(service_feedback.update().where(service_feedback.c.id == feedback_id)
-                          .values(delivery=delivery))
+        await uow.execute(service_feedback.update().where(
+            service_feedback.c.customer_id == customer_id,
+            service_feedback.c.id == feedback_id).values(delivery=delivery))
         return token
 
     async def _last_asked(self, uow: UnitOfWork, customer_id: str) -> tuple[Any, Any]:
@@ -109,6 +110,7 @@ class FeedbackService:
                                                                  comment[:4000])
                            if comment.strip() else None)
             result = await uow.execute(service_feedback.update().where(
+                service_feedback.c.customer_id == row.customer_id,
                 service_feedback.c.id == row.id, service_feedback.c.answered_at.is_(None))
                 .values(answered_at=now, score=score, comment_enc=comment_enc))
             if result.rowcount != 1:
@@ -134,8 +136,9 @@ class FeedbackService:
                                               else " No comment.")
         await cases.add_message_in(uow, case_id, direction="note", channel="staff",
                                    actor=Actor("system"), body=text)
-        await uow.execute(service_feedback.update().where(service_feedback.c.id == row.id)
-                          .values(follow_up_case_id=case_id))
+        await uow.execute(service_feedback.update().where(
+            service_feedback.c.customer_id == row.customer_id,
+            service_feedback.c.id == row.id).values(follow_up_case_id=case_id))
         return case_id
 
     async def comments(self, kind: str, limit: int = 20) -> list[dict[str, Any]]:

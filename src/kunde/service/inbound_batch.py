@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from kunde.core.events import Event
 from kunde.core.ids import new_id
-from kunde.service import models
+from kunde.service import keys, models
 from kunde.service.service import SNIPPET
 from kunde.service.tables import service_cases, service_messages
 from kunde.store.database import UnitOfWork
@@ -36,6 +36,8 @@ class _Pending:
     async def flush(self, uow: UnitOfWork) -> None:
         if self.messages:
             await uow.execute(_INSERT_MESSAGES, self.messages)
+            await keys.add(uow, [(keys.email(m["email_message_id"]), m["id"])
+                                 for m in self.messages if m["email_message_id"]])
         if self.cases:
             await uow.execute(_UPDATE_CASES, list(self.cases.values()))
         for e in self.events:

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from kunde.core.events import Event
 from kunde.core.ids import derived_id, new_id
 from kunde.kernel import Kernel
+from kunde.service import keys
 from kunde.service.inbound import first_from
 from kunde.service.peers import customer_emails
 from kunde.service.service import CaseService
@@ -32,7 +33,6 @@ from kunde.service.tables import (
     service_cases,
     service_feedback,
     service_inbound_review,
-    service_messages,
 )
 from kunde.store.database import UnitOfWork
 
@@ -78,20 +78,31 @@ async def erase(kernel: Kernel, uow: UnitOfWork, customer_ids: Sequence[str]) ->
     contacts = await forget_contacts(kernel, uow, indexes, "erasure of the customer")
     messages = 0
     if case_ids:
-        messages = (await uow.execute(service_messages.delete().where(
-            service_messages.c.case_id.in_(case_ids)))).rowcount
+        messages = await keys.delete_messages(uow, case_ids)
         await uow.execute(service_cases.update().where(service_cases.c.id.in_(case_ids)).values(
             customer_id=None, vault_subject=service_cases.c.id, subject_enc=None,
             contact_email_enc=None, contact_email_index=None, tags=[]))
     feedback = 0
     for cid in ids:
-        feedback += (await uow.execute(service_feedback.update().where(
-            service_feedback.c.customer_id == cid).values(
-                customer_id=derived_id("service.erased", cid), comment_enc=None))).rowcount
+        feedback += await _pseudonymise_feedback(uow, cid)
     return {"service_cases_pseudonymised": len(case_ids), "service_messages_deleted": messages,
             "service_feedback_pseudonymised": feedback,
             "service_contact_cases_erased": contacts["cases"],
             "service_inbound_review_deleted": contacts["review"]}
+
+
+async def _pseudonymise_feedback(uow: UnitOfWork, customer_id: str) -> int:
+    """Move the customer's feedback to a pseudonym, without the comments: copied under
+    the pseudonym, then deleted (a sharded table's distribution column is never updated
+    in place). Returns how many answers moved."""
+    t = service_feedback
+    kept = [c for c in t.c if c.name not in ("customer_id", "comment_enc")]
+    copy = sa.select(sa.literal(derived_id("service.erased", customer_id), sa.String(36)),
+                     sa.cast(sa.null(), sa.LargeBinary), *kept).where(
+        t.c.customer_id == customer_id)
+    await uow.execute(t.insert().from_select(
+        ["customer_id", "comment_enc", *(c.name for c in kept)], copy))
+    return int((await uow.execute(t.delete().where(t.c.customer_id == customer_id))).rowcount)
 
 
 async def _contact_cases(kernel: Kernel, customer_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -151,7 +162,7 @@ async def erase_contact_cases(kernel: Kernel, uow: UnitOfWork, cases: Sequence[A
     if not cases:
         return
     case_ids = [str(c.id) for c in cases]
-    await uow.execute(service_messages.delete().where(service_messages.c.case_id.in_(case_ids)))
+    await keys.delete_messages(uow, case_ids)
     await uow.execute(service_cases.update().where(service_cases.c.id.in_(case_ids)).values(
         subject_enc=None, contact_email_enc=None, contact_email_index=None,
         tags=[ERASED_CONTACT_TAG]))
@@ -244,10 +255,15 @@ async def purge(kernel: Kernel, uow: UnitOfWork, data_class: str, cutoff: dateti
                            service_cases.c.customer_id.not_in(sorted(held))))
     purged = 0
     while case_ids := [str(r.id) for r in await uow.execute(q.limit(500))]:
-        for table in (service_messages, service_activity):
-            await uow.execute(table.delete().where(table.c.case_id.in_(case_ids)))
+        await keys.delete_messages(uow, case_ids)
+        await uow.execute(service_activity.delete().where(
+            service_activity.c.case_id.in_(case_ids)))
         await uow.execute(service_feedback.update().where(
             service_feedback.c.case_id.in_(case_ids)).values(case_id=None))
-        purged += int((await uow.execute(service_cases.delete().where(
-            service_cases.c.id.in_(case_ids)))).rowcount)
+        gone = (await uow.execute(service_cases.delete().where(
+            service_cases.c.id.in_(case_ids)).returning(
+                service_cases.c.token, service_cases.c.cause))).all()
+        await keys.release(uow, [keys.case_token(g.token) for g in gone]
+                           + [keys.case_cause(g.cause) for g in gone if g.cause])
+        purged += len(gone)
     return purged

@@ -17,12 +17,11 @@ import sqlalchemy as sa
 from kunde.core.events import Event
 from kunde.core.ids import new_id
 from kunde.kernel import Kernel
-from kunde.service import models
+from kunde.service import keys, models
 from kunde.service.errors import CaseNotFound, InvalidCase, InvalidTransition
 from kunde.service.peers import enqueue_message
 from kunde.service.tables import service_activity, service_cases, service_messages
 from kunde.store.database import UnitOfWork
-from kunde.store.sql import insert_ignore
 
 SNIPPET = 140
 
@@ -80,17 +79,20 @@ class CaseService:
         if new.priority not in models.PRIORITIES:
             raise InvalidCase(f"priority must be one of {', '.join(models.PRIORITIES)}")
         if new.cause:
-            existing = (await uow.execute(sa.select(service_cases.c.id).where(
-                service_cases.c.cause == new.cause))).first()
+            existing = await keys.holder(uow, keys.case_cause(new.cause))
             if existing:
-                return str(existing.id), False
+                return existing, False
         now = self.kernel.clock.now()
         case_id = new_id()
+        if new.cause and not await keys.claim(uow, keys.case_cause(new.cause), case_id):
+            # A concurrent open of the same cause won (its transaction committed first).
+            return str(await keys.holder(uow, keys.case_cause(new.cause))), False
+        token = await _new_token(uow, case_id)
         vault_subject = new.customer_id or case_id
         vault = self.kernel.vault
         first_due, resolution_due = models.sla_due(new.priority, now)
         row = {
-            "id": case_id, "token": models.new_case_token(), "customer_id": new.customer_id,
+            "id": case_id, "token": token, "customer_id": new.customer_id,
             "vault_subject": vault_subject, "contact_verified": new.customer_id is not None,
             "contact_email_enc": (await vault.encrypt_field(uow, vault_subject, new.contact_email)
                                   if new.contact_email else None),
@@ -104,11 +106,7 @@ class CaseService:
             "locale": new.locale, "opened_at": now, "updated_at": now,
             "first_response_due": first_due, "resolution_due": resolution_due,
         }
-        result = await uow.execute(insert_ignore(uow.dialect, service_cases), row)
-        if result.rowcount != 1:  # a concurrent open of the same cause won
-            existing = (await uow.execute(sa.select(service_cases.c.id).where(
-                service_cases.c.cause == new.cause))).one()
-            return str(existing.id), False
+        await uow.execute(service_cases.insert(), row)
         await self._audit(uow, case_id, actor, "opened",
                           {"channel": new.channel, "cause": new.cause})
         uow.emit(Event.new("service.case_opened", {
@@ -139,6 +137,8 @@ class CaseService:
             body_enc=await self.kernel.vault.encrypt_field(uow, case.vault_subject, body),
             email_message_id=email_message_id, delivery=delivery, created_at=now,
         ))
+        if email_message_id:
+            await keys.add(uow, [(keys.email(email_message_id), message_id)])
         changes: dict[str, Any] = {"updated_at": now}
         if direction != "note":
             changes["last_message_at"] = now
@@ -409,3 +409,12 @@ class CaseService:
         await uow.execute(service_activity.insert().values(
             id=new_id(), case_id=case_id, at=self.kernel.clock.now(),
             actor=f"{actor.kind}:{actor.name}"[:200], action=action, detail=detail))
+
+
+async def _new_token(uow: UnitOfWork, case_id: str) -> str:
+    """A case token no other case has (40 random bits: a collision is rare, not impossible)."""
+    for _ in range(20):
+        token = models.new_case_token()
+        if await keys.claim(uow, keys.case_token(token), case_id):
+            return token
+    raise RuntimeError("no free case token after 20 tries")
