@@ -19,16 +19,24 @@ if TYPE_CHECKING:
 
 
 async def unavailable(kernel: Kernel, skus: Sequence[str] | None = None) -> set[str]:
-    """The unavailable SKUs among ``skus``, or in the whole catalog when ``skus`` is None."""
+    """The unavailable SKUs among ``skus``, or in the whole catalog when ``skus`` is None.
+
+    Two reads, not an outer join: the catalog is a reference table and stock is
+    distributed by variant (docs/commerce.md), so free units are summed per variant."""
     if skus is not None and not skus:
         return set()
-    free = sa.func.coalesce(sa.func.sum(sa.case(
-        (stock.c.on_hand > stock.c.reserved, stock.c.on_hand - stock.c.reserved), else_=0)), 0)
-    q = (sa.select(variants.c.sku)
-         .select_from(variants.outerjoin(stock, stock.c.variant_id == variants.c.id))
-         .group_by(variants.c.id, variants.c.sku, variants.c.active)
-         .having(sa.or_(variants.c.active.is_(False), free <= 0)))
+    q = sa.select(variants.c.id, variants.c.sku, variants.c.active)
     if skus is not None:
         q = q.where(variants.c.sku.in_(list(skus)))
+    free = sa.func.sum(sa.case(
+        (stock.c.on_hand > stock.c.reserved, stock.c.on_hand - stock.c.reserved), else_=0))
     async with kernel.db.read() as conn:
-        return {str(r[0]) for r in await conn.execute(q)}
+        known = (await conn.execute(q)).all()
+        if not known:
+            return set()
+        fq = sa.select(stock.c.variant_id, free).group_by(stock.c.variant_id)
+        if skus is not None:
+            fq = fq.where(stock.c.variant_id.in_([v.id for v in known]))
+        free_by_variant = {str(v): int(n or 0) for v, n in await conn.execute(fq)}
+    return {str(v.sku) for v in known
+            if not v.active or free_by_variant.get(str(v.id), 0) <= 0}

@@ -156,14 +156,17 @@ async def _start_payment(kernel: Kernel, uow: UnitOfWork, cart: Any,
         await uow.execute(vouchers.update().where(
             vouchers.c.code == cart.voucher_code, vouchers.c.redeemed_at.is_(None))
             .values(redeemed_at=now, redeemed_order_id=cart.id))
-    payment_id = new_id()
+    # The order's id is chosen now: the payment is filed under the order it pays for
+    # (payments are distributed by order id), before the order row exists.
+    payment_id, order_id = new_id(), new_id()
     await uow.execute(payments.insert().values(
-        id=payment_id, cart_id=cart.id, provider=provider, status="started",
+        id=payment_id, order_id=order_id, cart_id=cart.id, provider=provider, status="started",
         amount_minor=totals.total_minor, currency=cart.currency, created_at=now,
         updated_at=now))
     await uow.execute(carts.update().where(carts.c.id == cart.id).values(
         status="checking_out", customer_id=customer_id, updated_at=now))
-    return {"cart_id": cart.id, "payment_id": payment_id, "total": totals.total_minor,
+    return {"cart_id": cart.id, "payment_id": payment_id, "order_id": order_id,
+            "total": totals.total_minor,
             "provider": provider,
             "currency": cart.currency, "customer_id": customer_id, "channel": cart.channel,
             "totals": totals, "lines": lines, "shipping_method": cart.shipping_method,
@@ -194,7 +197,8 @@ async def _resume_stale(kernel: Kernel, uow: UnitOfWork, cart: Any) -> dict[str,
         # attempt quoted, which is what the provider may already have captured.
         totals.discount_minor += totals.total_minor - pay.amount_minor
         totals.total_minor = pay.amount_minor
-    return {"cart_id": cart_id, "payment_id": pay.id, "total": pay.amount_minor,
+    return {"cart_id": cart_id, "payment_id": pay.id, "order_id": pay.order_id,
+            "total": pay.amount_minor,
             "provider": pay.provider, "currency": cart.currency,
             "customer_id": cart.customer_id, "channel": cart.channel, "totals": totals,
             "lines": lines, "shipping_method": cart.shipping_method,
@@ -205,12 +209,15 @@ async def _resume_stale(kernel: Kernel, uow: UnitOfWork, cart: Any) -> dict[str,
 async def _settle_declined(kernel: Kernel, p: dict[str, Any], result: ChargeResult) -> None:
     now = kernel.clock.now()
     async with kernel.db.transaction() as uow:
-        await uow.execute(payments.update().where(payments.c.id == p["payment_id"]).values(
+        await uow.execute(payments.update().where(
+            payments.c.order_id == p["order_id"], payments.c.id == p["payment_id"]).values(
             status="declined", provider_ref=result.provider_ref or None,
             decline_reason=result.decline_reason, updated_at=now))
-        await uow.execute(vouchers.update().where(
-            vouchers.c.redeemed_order_id == p["cart_id"]).values(
-            redeemed_at=None, redeemed_order_id=None))
+        if p["voucher_code"]:
+            await uow.execute(vouchers.update().where(
+                vouchers.c.code == p["voucher_code"],
+                vouchers.c.redeemed_order_id == p["cart_id"]).values(
+                redeemed_at=None, redeemed_order_id=None))
         await uow.execute(carts.update().where(carts.c.id == p["cart_id"]).values(
             status="open", last_decline=result.decline_reason, updated_at=now))
         uow.emit(Event.new("commerce.checkout_declined", {
@@ -228,7 +235,8 @@ async def _settle_order(kernel: Kernel, p: dict[str, Any], result: ChargeResult
     promised = pricing.promised_date(now, method)
     async with kernel.db.transaction() as uow:
         order_id, number, status = await orders_svc.insert_order(
-            uow, customer_id=p["customer_id"], channel=p["channel"], currency=p["currency"],
+            uow, order_id=p["order_id"], customer_id=p["customer_id"], channel=p["channel"],
+            currency=p["currency"],
             lines=[{"sku": ln["sku"], "product_id": ln["product_id"], "title": ln["title"],
                     "category": ln["category"], "quantity": ln["quantity"],
                     "unit_price_minor": ln["unit_price_minor"]} for ln in p["lines"]],
@@ -240,12 +248,14 @@ async def _settle_order(kernel: Kernel, p: dict[str, Any], result: ChargeResult
         await _consume_stock(uow, p["cart_id"])
         if p["voucher_code"]:
             await uow.execute(vouchers.update().where(
+                vouchers.c.code == p["voucher_code"],
                 vouchers.c.redeemed_order_id == p["cart_id"]).values(
                 redeemed_order_id=order_id))
         await uow.execute(carts.update().where(carts.c.id == p["cart_id"]).values(
             status="ordered", order_id=order_id, updated_at=now))
-        await uow.execute(payments.update().where(payments.c.id == p["payment_id"]).values(
-            order_id=order_id, status=result.status, provider_ref=result.provider_ref,
+        await uow.execute(payments.update().where(
+            payments.c.order_id == order_id, payments.c.id == p["payment_id"]).values(
+            status=result.status, provider_ref=result.provider_ref,
             updated_at=now))
         answer = {"order_id": order_id, "number": number, "status": status,
                   "total_minor": p["total"], "currency": p["currency"],
@@ -282,14 +292,20 @@ async def confirm_payment(kernel: Kernel, provider: str, headers: Any, body: byt
         headers, body, kernel.clock.now())
     orders_svc = kernel.service(OrderService)
     async with kernel.db.transaction() as uow:
-        pay = (await uow.execute(sa.select(payments).where(
+        found = (await uow.execute(sa.select(payments.c.order_id, payments.c.id).where(
             payments.c.provider == provider,
+            payments.c.provider_ref == update.provider_ref))).first()
+        # Locked by its key (payments are distributed by order), then checked again.
+        pay = None if found is None else (await uow.execute(sa.select(payments).where(
+            payments.c.order_id == found.order_id, payments.c.id == found.id,
             payments.c.provider_ref == update.provider_ref).with_for_update())).first()
-        if pay is None or pay.order_id is None:
+        if pay is None or pay.status in ("started", "declined"):
+            # A declined attempt's order id was never used: no order to update.
             return {"applied": False, "reason": "unknown payment"}
         if pay.status != "pending":
             return {"applied": False, "reason": f"payment already {pay.status}"}
-        await uow.execute(payments.update().where(payments.c.id == pay.id).values(
+        await uow.execute(payments.update().where(
+            payments.c.order_id == pay.order_id, payments.c.id == pay.id).values(
             status=update.status, decline_reason=update.reason,
             updated_at=kernel.clock.now()))
         if update.status == "captured":

@@ -83,11 +83,9 @@ async def record_external(kernel: Kernel, uow: UnitOfWork, *, ref: str,
                           shipping_minor: int = 0, placed_at: datetime | None = None
                           ) -> str | None:
     """Place and mark paid an external order; None when ``ref`` was recorded before."""
-    exists = (await uow.execute(sa.select(orders.c.id).where(
-        orders.c.external_ref == ref[:200]))).first()
-    if exists is not None:
-        return None
     svc = kernel.service(OrderService)
+    if await svc.id_by_key(uow, "external_ref", ref[:200]) is not None:
+        return None
     enriched = await _from_catalog(uow, lines)
     total = sum(ln["quantity"] * ln["unit_price_minor"] for ln in enriched) \
         - discount_minor + shipping_minor
@@ -131,8 +129,9 @@ async def _on_interactions(kernel: Kernel, uow: UnitOfWork, events: Sequence[Eve
         if p.get("kind") != "order_completed":
             continue
         their_id = str(p["order_id"])
+        by_number = await kernel.service(OrderService).id_by_key(uow, "number", their_id)
         native = (await uow.execute(sa.select(orders.c.id).where(
-            sa.or_(orders.c.id == their_id, orders.c.number == their_id),
+            orders.c.id.in_(sorted({their_id, by_number or their_id})),
             orders.c.external.is_(False)))).first()
         if native is not None:
             continue
@@ -162,8 +161,9 @@ async def _after_sale(kernel: Kernel, uow: UnitOfWork, e: Event, p: dict[str, An
     from kunde.commerce.refunds import record_external_refund
 
     ref = f"{p.get('channel') or e.source}:{p['order_id']}"[:200]
-    row = (await uow.execute(sa.select(orders.c.id, orders.c.total_minor).where(
-        orders.c.external_ref == ref))).first()
+    order_id = await kernel.service(OrderService).id_by_key(uow, "external_ref", ref)
+    row = None if order_id is None else (await uow.execute(
+        sa.select(orders.c.id, orders.c.total_minor).where(orders.c.id == order_id))).first()
     if row is None:
         return  # not an order we recorded (or one of Kunde's own: refunded here already)
     if p["kind"] == "order_cancelled":

@@ -86,12 +86,17 @@ async def refund(kernel: Kernel, order_id: str, amount_minor: int | None, *, rea
                          result.failure_reason or "the provider refused the refund")
 
 
+def _key(order_id: str, refund_id: str) -> sa.ColumnElement[bool]:
+    """One refund, by its full key (refunds are distributed by order)."""
+    return sa.and_(refunds.c.order_id == order_id, refunds.c.id == refund_id)
+
+
 async def _reserve(kernel: Kernel, uow: UnitOfWork, refund_id: str, order_id: str,
                    amount_minor: int | None, *, reason: str, method: str, key: str,
                    return_id: str | None, lines: dict[str, int] | None,
                    shipping_rule: ShippingRule = "full_return") -> dict[str, Any]:
     orders_svc = kernel.service(OrderService)
-    existing = (await uow.execute(sa.select(refunds).where(refunds.c.id == refund_id))).first()
+    existing = (await uow.execute(sa.select(refunds).where(_key(order_id, refund_id)))).first()
     by_lines = amount_minor is None
     if existing is not None and (
             existing.method != method
@@ -116,24 +121,24 @@ async def _reserve(kernel: Kernel, uow: UnitOfWork, refund_id: str, order_id: st
         "id": refund_id, "order_id": order_id, "idempotency_key": key, "amount_minor": amount,
         "currency": order.currency, "method": method, "reason": reason[:200],
         "return_id": return_id, "lines": lines, "status": "pending", "created_at": now})
-    await uow.execute(refunds.update().where(refunds.c.id == refund_id,
+    await uow.execute(refunds.update().where(_key(order_id, refund_id),
                                              refunds.c.status == "failed")
                       .values(status="pending", amount_minor=amount))
     if amount == 0:  # returned lines whose value was already refunded: nothing to pay
         await uow.execute(refunds.update().where(
-            refunds.c.id == refund_id, refunds.c.status == "pending").values(
+            _key(order_id, refund_id), refunds.c.status == "pending").values(
             status="succeeded", completed_at=now))
     elif method == "store_credit":
         code = await kernel.service(VoucherService).issue(
             uow, customer_id=row.customer_id, kind="amount", value=amount,
             currency=order.currency, source="refund", source_ref=refund_id, expires_at=None)
         done = await uow.execute(refunds.update().where(
-            refunds.c.id == refund_id, refunds.c.status == "pending").values(
+            _key(order_id, refund_id), refunds.c.status == "pending").values(
             status="succeeded", voucher_code=code, completed_at=now))
         if done.rowcount == 1:
             _emit_issued(uow, order_id, row.customer_id, refund_id, amount, order.currency,
                          method, return_id, lines)
-    fresh = (await uow.execute(sa.select(refunds).where(refunds.c.id == refund_id))).one()
+    fresh = (await uow.execute(sa.select(refunds).where(_key(order_id, refund_id)))).one()
     return dict(fresh._mapping)
 
 
@@ -144,7 +149,7 @@ async def record_external_refund(kernel: Kernel, uow: UnitOfWork, order_id: str,
     ``commerce.refund_issued``. Idempotent by ``key``; clipped to what is refundable."""
     refund_id = derived_id("commerce.refund", order_id, key)
     existing = (await uow.execute(sa.select(refunds.c.id).where(
-        refunds.c.id == refund_id))).first()
+        _key(order_id, refund_id)))).first()
     if existing is not None:
         return False
     row = (await uow.execute(sa.select(orders.c.captured_minor, orders.c.refunded_minor,
@@ -155,8 +160,8 @@ async def record_external_refund(kernel: Kernel, uow: UnitOfWork, order_id: str,
         return False
     await _reserve(kernel, uow, refund_id, order_id, amount, reason=reason, method="original",
                    key=key, return_id=None, lines=None)
-    ref = (await uow.execute(sa.select(refunds).where(refunds.c.id == refund_id))).one()
-    await uow.execute(refunds.update().where(refunds.c.id == refund_id).values(
+    ref = (await uow.execute(sa.select(refunds).where(_key(order_id, refund_id)))).one()
+    await uow.execute(refunds.update().where(_key(order_id, refund_id)).values(
         status="succeeded", provider_ref="external", completed_at=kernel.clock.now()))
     _emit_issued(uow, order_id, row.customer_id, refund_id, amount, ref.currency, "original",
                  None, None)
@@ -169,9 +174,9 @@ async def _finish(kernel: Kernel, refund_id: str, order_id: str, provider_ref: s
         now = kernel.clock.now()
         if failure is None:
             done = await uow.execute(refunds.update().where(
-                refunds.c.id == refund_id, refunds.c.status == "pending").values(
+                _key(order_id, refund_id), refunds.c.status == "pending").values(
                 status="succeeded", provider_ref=provider_ref, completed_at=now))
-            ref = (await uow.execute(sa.select(refunds).where(refunds.c.id == refund_id))).one()
+            ref = (await uow.execute(sa.select(refunds).where(_key(order_id, refund_id)))).one()
             if done.rowcount == 1:
                 row = (await uow.execute(sa.select(orders.c.customer_id).where(
                     orders.c.id == order_id))).one()
@@ -179,7 +184,7 @@ async def _finish(kernel: Kernel, refund_id: str, order_id: str, provider_ref: s
                              ref.currency, ref.method, ref.return_id, ref.lines)
             return _result(dict(ref._mapping), order_id)
         done = await uow.execute(refunds.update().where(
-            refunds.c.id == refund_id, refunds.c.status == "pending").values(
+            _key(order_id, refund_id), refunds.c.status == "pending").values(
             status="failed", completed_at=now))
         if done.rowcount == 1:
             await kernel.service(OrderService)._mutate(

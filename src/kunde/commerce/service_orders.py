@@ -23,6 +23,7 @@ from kunde.commerce.models import Order, OrderLine, OrderRuleBroken
 from kunde.commerce.tables import (
     locations,
     order_history,
+    order_keys,
     order_lines,
     orders,
     payments,
@@ -33,6 +34,7 @@ from kunde.commerce.tables import (
 from kunde.core.events import Event
 from kunde.core.ids import new_id
 from kunde.store.database import UnitOfWork
+from kunde.store.sql import insert_ignore
 
 if TYPE_CHECKING:
     from kunde.kernel import Kernel
@@ -80,11 +82,14 @@ class OrderService:
         address_enc: bytes | None = None,
         placed_at: datetime | None = None,
         captured: tuple[str, int] | None = None,
+        order_id: str | None = None,
     ) -> tuple[str, str, str]:
-        """`place`, returning (order id, number, status) for callers that show them."""
+        """`place`, returning (order id, number, status) for callers that show them.
+
+        ``order_id``: the id checkout chose when it started the payment."""
         now = self.kernel.clock.now()
         placed_at = placed_at or now
-        order_id = new_id()
+        order_id = order_id or new_id()
         rows = []
         for i, ln in enumerate(lines):
             qty, unit = int(ln["quantity"]), int(ln["unit_price_minor"])
@@ -99,7 +104,7 @@ class OrderService:
         order = Order(order_id, currency, total, {})
         if captured is not None:  # checkout's payment was captured before the order existed
             order.capture(*captured)
-        number = order_number(placed_at)
+        number = await self._claim_keys(uow, order_id, placed_at, external_ref, cart_id)
         await uow.execute(orders.insert().values(
             id=order_id, number=number, customer_id=customer_id,
             channel=channel, currency=currency, external=external, external_ref=external_ref,
@@ -142,6 +147,31 @@ class OrderService:
                 "currency": currency, "external": external,
             }, subject_id=customer_id, source=channel))
         return order_id, number, order.status
+
+    async def _claim_keys(self, uow: UnitOfWork, order_id: str, placed_at: datetime,
+                          external_ref: str | None, cart_id: str | None) -> str:
+        """Claim what must be unique across all orders (orders are distributed by id):
+        a fresh order number, and the external reference and cart, whose second claim
+        fails the transaction (re-imports and a second order for a cart cannot land)."""
+        for _ in range(8):
+            number = order_number(placed_at)
+            claimed = await uow.execute(insert_ignore(uow.dialect, order_keys, ["kind", "key"]),
+                                        {"kind": "number", "key": number, "order_id": order_id})
+            if claimed.rowcount == 1:
+                break
+        else:
+            raise RuntimeError("no free order number after 8 tries")
+        taken = [("external_ref", external_ref), ("cart", cart_id)]
+        rows = [{"kind": k, "key": v, "order_id": order_id} for k, v in taken if v]
+        if rows:
+            await uow.execute(order_keys.insert(), rows)
+        return number
+
+    async def id_by_key(self, conn: Any, kind: str, key: str) -> str | None:
+        """The order holding ``key`` of ``kind`` ("number", "external_ref", "cart")."""
+        found = (await conn.execute(sa.select(order_keys.c.order_id).where(
+            order_keys.c.kind == kind, order_keys.c.key == key))).scalar()
+        return None if found is None else str(found)
 
     async def capture(self, uow: UnitOfWork, order_id: str, payment_id: str,
                       amount_minor: int) -> bool:
@@ -293,7 +323,9 @@ class OrderService:
 
     async def get_by_number(self, number: str) -> dict[str, Any]:
         async with self.kernel.db.read() as conn:
-            row = (await conn.execute(sa.select(orders).where(orders.c.number == number))).first()
+            order_id = await self.id_by_key(conn, "number", number)
+            row = None if order_id is None else (await conn.execute(
+                sa.select(orders).where(orders.c.id == order_id))).first()
             if row is None:
                 raise OrderNotFound(f"no order {number}")
             return await self._describe(conn, row)

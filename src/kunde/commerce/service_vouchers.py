@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from kunde.commerce.errors import VoucherInvalid
-from kunde.commerce.tables import promotions, vouchers
+from kunde.commerce.tables import promotions, voucher_causes, vouchers
 from kunde.core.events import Event
 from kunde.core.ids import new_id
 from kunde.store.database import UnitOfWork
@@ -54,15 +54,19 @@ class VoucherService:
         if kind == "percent" and value > 100:
             raise VoucherInvalid("a percent voucher cannot exceed 100")
         code = new_code()
-        result = await uow.execute(insert_ignore(uow.dialect, vouchers), {
-            "code": code, "customer_id": customer_id, "kind": kind, "value": value,
-            "currency": currency.upper(), "source": source, "source_ref": source_ref,
-            "created_at": self.kernel.clock.now(), "expires_at": expires_at,
-        })
-        if result.rowcount != 1:
-            existing = (await uow.execute(sa.select(vouchers.c.code).where(
-                vouchers.c.source == source, vouchers.c.source_ref == source_ref))).scalar_one()
+        # The cause is claimed first, in its own table (unique across all customers).
+        claimed = await uow.execute(
+            insert_ignore(uow.dialect, voucher_causes, ["source", "source_ref"]),
+            {"source": source, "source_ref": source_ref, "code": code})
+        if claimed.rowcount != 1:
+            existing = (await uow.execute(sa.select(voucher_causes.c.code).where(
+                voucher_causes.c.source == source,
+                voucher_causes.c.source_ref == source_ref))).scalar_one()
             return str(existing)
+        await uow.execute(vouchers.insert().values(
+            code=code, customer_id=customer_id, kind=kind, value=value,
+            currency=currency.upper(), source=source, source_ref=source_ref,
+            created_at=self.kernel.clock.now(), expires_at=expires_at))
         uow.emit(Event.new("commerce.voucher_issued", {
             "voucher_code": code, "kind": kind, "value": value, "currency": currency.upper(),
             "source": source, "source_ref": source_ref,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import by_key, reference
 from kunde.store.tables import metadata
 from kunde.store.types import Json, UtcDateTime
 
@@ -97,8 +98,16 @@ vouchers = sa.Table(
     sa.Column("expires_at", UtcDateTime),
     sa.Column("redeemed_at", UtcDateTime),
     sa.Column("redeemed_order_id", sa.String(36)),
-    # One voucher per cause: a retried reward or refund never mints a second one.
-    sa.UniqueConstraint("source", "source_ref"),
+)
+
+# One voucher per cause: a retried reward or refund never mints a second one. Kept in a
+# table of its own, keyed by the cause, written in the voucher's transaction.
+voucher_causes = sa.Table(
+    "commerce_voucher_causes",
+    metadata,
+    sa.Column("source", sa.String(40), primary_key=True),
+    sa.Column("source_ref", sa.String(200), primary_key=True),
+    sa.Column("code", sa.String(40), nullable=False),
 )
 
 # -- carts --------------------------------------------------------------------------------
@@ -148,14 +157,17 @@ orders = sa.Table(
     "commerce_orders",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("number", sa.String(32), nullable=False, unique=True),
+    # Unique: see order_keys.
+    sa.Column("number", sa.String(32), nullable=False, index=True),
     sa.Column("customer_id", sa.String(36), index=True),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("external", sa.Boolean, nullable=False, server_default=sa.false()),
-    # For external orders: "<source>:<their order id>", unique so re-imports are no-ops.
-    sa.Column("external_ref", sa.String(200), unique=True),
-    sa.Column("cart_id", sa.String(36), unique=True),
+    # For external orders: "<source>:<their order id>", unique (order_keys) so re-imports
+    # are no-ops.
+    sa.Column("external_ref", sa.String(200)),
+    # One order per cart (order_keys).
+    sa.Column("cart_id", sa.String(36)),
     sa.Column("status", sa.String(24), nullable=False, index=True),
     sa.Column("subtotal_minor", Money, nullable=False),
     sa.Column("discount_minor", Money, nullable=False),
@@ -179,12 +191,23 @@ orders = sa.Table(
     sa.Column("state", Json, nullable=False),
 )
 
+# What must be unique across all orders, each (kind, key) naming one order:
+# "number" (the order number), "external_ref" (re-imports are no-ops), "cart" (one order
+# per cart). Written in the order's transaction; orders are distributed by their id.
+order_keys = sa.Table(
+    "commerce_order_keys",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("order_id", sa.String(36), nullable=False),
+)
+
 order_lines = sa.Table(
     "commerce_order_lines",
     metadata,
+    sa.Column("order_id", sa.String(36), sa.ForeignKey("commerce_orders.id"),
+              primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("order_id", sa.String(36), sa.ForeignKey("commerce_orders.id"), nullable=False,
-              index=True),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("sku", sa.String(64), nullable=False),
     sa.Column("product_id", sa.String(36)),
@@ -198,8 +221,8 @@ order_lines = sa.Table(
 order_history = sa.Table(
     "commerce_order_history",
     metadata,
+    sa.Column("order_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("order_id", sa.String(36), nullable=False, index=True),
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("from_status", sa.String(24)),
     sa.Column("to_status", sa.String(24), nullable=False),
@@ -210,8 +233,10 @@ order_history = sa.Table(
 payments = sa.Table(
     "commerce_payments",
     metadata,
+    # Checkout chooses the order's id when it starts the payment, before the order row
+    # exists; a declined attempt keeps an id no order took.
+    sa.Column("order_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("order_id", sa.String(36), index=True),
     sa.Column("cart_id", sa.String(36), index=True),
     sa.Column("provider", sa.String(32), nullable=False),
     sa.Column("provider_ref", sa.String(200), index=True),
@@ -227,9 +252,9 @@ payments = sa.Table(
 refunds = sa.Table(
     "commerce_refunds",
     metadata,
+    sa.Column("order_id", sa.String(36), primary_key=True),
     # derived_id(order_id, idempotency_key): a retried refund finds its first attempt.
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("order_id", sa.String(36), nullable=False, index=True),
     sa.Column("idempotency_key", sa.String(200), nullable=False),
     sa.Column("amount_minor", Money, nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
@@ -261,7 +286,53 @@ idempotency_keys = sa.Table(
 
 TABLES = [
     "commerce_products", "commerce_variants", "commerce_locations", "commerce_stock",
-    "commerce_promotions", "commerce_vouchers", "commerce_carts", "commerce_cart_lines",
-    "commerce_reservations", "commerce_orders", "commerce_order_lines",
-    "commerce_order_history", "commerce_payments", "commerce_refunds", "idempotency_keys",
+    "commerce_promotions", "commerce_vouchers", "commerce_voucher_causes", "commerce_carts",
+    "commerce_cart_lines", "commerce_reservations", "commerce_orders", "commerce_order_keys",
+    "commerce_order_lines", "commerce_order_history", "commerce_payments", "commerce_refunds",
+    "idempotency_keys",
 ]
+
+# -- distribution (Citus), see store/distribution.py and docs/commerce.md -----------------
+reference(
+    "The catalogue and its locations and promotions: small, written by imports and the "
+    "console, read by every cart, order and recommendation on any node.",
+    products, variants, locations, promotions)
+by_key(
+    "stock",
+    "Stock is written on every cart change and checkout (reserve, release, take); as a "
+    "reference table each of those writes would go to every node, so it is distributed "
+    "by variant (one variant's rows on one shard) and joins the reference catalogue.",
+    variant_id=stock)
+by_key(
+    "cart",
+    "Guest carts have no customer (customer_id is nullable and set late): a cart, its "
+    "lines and reservations stay together by cart id; a customer's carts are found "
+    "through the customer_id index.",
+    id=carts, cart_id=cart_lines, reservation_cart_id=(reservations, "cart_id"))
+by_key(
+    "order",
+    "Guest orders have no customer, and erasure keeps orders pseudonymised: an order, its "
+    "lines, history, payments and refunds (and fulfilment's shipments and returns) stay "
+    "together by order id. The per-customer order view is profiles' profile_orders, "
+    "distributed by customer.",
+    id=orders, order_id=order_lines, history_order_id=(order_history, "order_id"),
+    payment_order_id=(payments, "order_id"), refund_order_id=(refunds, "order_id"))
+by_key(
+    "order_key",
+    "Order numbers, external references and cart ids are unique across all orders, so "
+    "the guard rows are distributed by the key itself, not by the order they name.",
+    key=order_keys)
+by_key(
+    "voucher",
+    "A voucher is redeemed by its code at checkout, also by guests; many have no customer "
+    "(customer_id nullable), so vouchers are distributed by code.",
+    code=vouchers)
+by_key(
+    "voucher_cause",
+    "One voucher per cause across all customers: the guard is distributed by the cause.",
+    source_ref=voucher_causes)
+by_key(
+    "idempotency",
+    "An idempotency key is used once per scope, whoever calls; distributed by the key.",
+    key=idempotency_keys)
+

@@ -284,7 +284,8 @@ class FulfilmentService:
         cp = update.checkpoint
         now = self.kernel.clock.now()
         inserted = await uow.execute(insert_ignore(uow.dialect, checkpoints), {
-            "id": new_id(), "shipment_id": ship.id, "at": cp.at, "status": cp.status,
+            "id": new_id(), "order_id": ship.order_id, "shipment_id": ship.id, "at": cp.at,
+            "status": cp.status,
             "message": cp.message, "location": cp.location, "carrier_code": cp.carrier_code,
             "fingerprint": cp.fingerprint(), "received_at": now})
         if not inserted.rowcount:

@@ -33,10 +33,11 @@ from kunde.fulfilment.models import (
     sla_state,
 )
 from kunde.fulfilment.service import FulfilmentService
-from kunde.fulfilment.tables import returns, shipments
+from kunde.fulfilment.tables import return_rmas, returns, shipments
 from kunde.kernel import Kernel
 from kunde.messaging.service import MessagingService
 from kunde.store.database import UnitOfWork
+from kunde.store.sql import insert_ignore
 
 log = logging.getLogger("kunde.fulfilment")
 
@@ -77,8 +78,8 @@ class ReturnService:
             _shipping_rule(policy))
         review = not policy.auto_approve_returns or any(
             ln["reason"] in policy.reasons_needing_review for ln in chosen)
-        return_id = new_id()
         async with self.kernel.db.transaction() as uow:
+            return_id = await self._claim_rma(uow, order_id)
             await uow.execute(returns.insert().values(
                 id=return_id, order_id=order_id, order_number=order["number"],
                 customer_id=order.get("customer_id"), rma=rma_number(return_id),
@@ -95,6 +96,17 @@ class ReturnService:
             if not review:
                 await self._approve(uow, return_id, actor, policy)
         return await self.get(return_id)
+
+    async def _claim_rma(self, uow: UnitOfWork, order_id: str) -> str:
+        """A new return id whose RMA number no other return has (returns are distributed
+        by order, so the number's uniqueness is kept in ``fulfilment_rmas``)."""
+        for _ in range(8):
+            return_id = new_id()
+            claimed = await uow.execute(insert_ignore(uow.dialect, return_rmas, ["rma"]), {
+                "rma": rma_number(return_id), "order_id": order_id, "return_id": return_id})
+            if claimed.rowcount == 1:
+                return return_id
+        raise RuntimeError("no free RMA number after 8 tries")
 
     async def _delivered_at(self, order_id: str) -> datetime | None:
         async with self.kernel.db.read() as conn:

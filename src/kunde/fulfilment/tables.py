@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import by_key, local, reference
 from kunde.store.tables import metadata
-from kunde.store.types import Json, UtcDateTime, id_column
+from kunde.store.types import Json, UtcDateTime
 
 shipments = sa.Table(
     "shipments",
     metadata,
-    id_column(),
-    sa.Column("order_id", sa.String(36), nullable=False),
+    sa.Column("order_id", sa.String(36), primary_key=True),
+    # Looked up by id alone too (carrier updates, care, returns): indexed.
+    sa.Column("id", sa.String(36), primary_key=True, index=True),
     sa.Column("order_number", sa.String(40), nullable=False),
     sa.Column("customer_id", sa.String(36)),
     sa.Column("kind", sa.String(10), nullable=False),  # outbound | return
@@ -24,8 +26,9 @@ shipments = sa.Table(
     sa.Column("carrier", sa.String(40), nullable=False),
     sa.Column("service", sa.String(40), nullable=False),
     sa.Column("tracking_number", sa.String(80), nullable=False),
-    # The unguessable part of the public tracking link.
-    sa.Column("token", sa.String(40), nullable=False, unique=True),
+    # The unguessable part of the public tracking link (144 random bits): unique within
+    # its order, looked up alone through the index.
+    sa.Column("token", sa.String(40), nullable=False, index=True),
     sa.Column("lines", Json, nullable=False),
     sa.Column("country", sa.String(2), nullable=False),
     sa.Column("status", sa.String(24), nullable=False),
@@ -46,7 +49,6 @@ shipments = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_shipments_tracking_number", "tracking_number"),
-    sa.Index("ix_shipments_order_id", "order_id"),
     sa.Index("ix_shipments_customer_id", "customer_id"),
     sa.Index("ix_shipments_open_promise", "is_open", "risk", "promised_by"),
     sa.Index("ix_shipments_open_silence", "is_open", "risk", "expected_scan_by"),
@@ -54,12 +56,15 @@ shipments = sa.Table(
     sa.Index("ix_shipments_status_created", "status", "created_at"),
     sa.Index("ix_shipments_care_due", "id", sqlite_where=sa.text("care_due"),
              postgresql_where=sa.text("care_due")),
+    sa.UniqueConstraint("order_id", "token"),
 )
 
 checkpoints = sa.Table(
     "checkpoints",
     metadata,
-    id_column(),
+    # The shipment's order: checkpoints live with their shipment.
+    sa.Column("order_id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("shipment_id", sa.String(36), nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Column("status", sa.String(24), nullable=False),
@@ -68,7 +73,8 @@ checkpoints = sa.Table(
     sa.Column("carrier_code", sa.String(64), nullable=False),
     sa.Column("fingerprint", sa.String(32), nullable=False),
     sa.Column("received_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint("shipment_id", "fingerprint"),
+    # A shipment belongs to one order for good, so this is the per-shipment dedup.
+    sa.UniqueConstraint("order_id", "shipment_id", "fingerprint"),
     sa.Index("ix_checkpoints_shipment_id_at", "shipment_id", "at"),
 )
 
@@ -110,11 +116,13 @@ unknown_tracking = sa.Table(
 returns = sa.Table(
     "returns",
     metadata,
-    id_column(),
-    sa.Column("order_id", sa.String(36), nullable=False),
+    sa.Column("order_id", sa.String(36), primary_key=True),
+    # Looked up by id alone too (approval, receipt, refunds): indexed.
+    sa.Column("id", sa.String(36), primary_key=True, index=True),
     sa.Column("order_number", sa.String(40), nullable=False),
     sa.Column("customer_id", sa.String(36)),
-    sa.Column("rma", sa.String(20), nullable=False, unique=True),
+    # Unique across all returns: see return_rmas.
+    sa.Column("rma", sa.String(20), nullable=False),
     # requested | approved | rejected | in_transit | received | refunded
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("lines", Json, nullable=False),
@@ -136,7 +144,6 @@ returns = sa.Table(
     sa.Column("refund_error", sa.String(500)),
     sa.Index("ix_returns_status_requested_at", "status", "requested_at"),
     sa.Index("ix_returns_customer_id", "customer_id"),
-    sa.Index("ix_returns_order_id", "order_id"),
     sa.Index("ix_returns_refund_due", "refund_due_at",
              sqlite_where=sa.text("refunded_at IS NULL AND refund_due_at IS NOT NULL"),
              postgresql_where=sa.text("refunded_at IS NULL AND refund_due_at IS NOT NULL")),
@@ -150,3 +157,38 @@ fulfilment_config = sa.Table(
     sa.Column("value", Json, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# An RMA number names one return, whatever its order: the guard row, written in the
+# return's transaction, is distributed by the number itself.
+return_rmas = sa.Table(
+    "fulfilment_rmas",
+    metadata,
+    sa.Column("rma", sa.String(20), primary_key=True),
+    sa.Column("order_id", sa.String(36), nullable=False),
+    sa.Column("return_id", sa.String(36), nullable=False),
+)
+
+# -- distribution (Citus), see store/distribution.py and docs/fulfilment.md ---------------
+by_key(
+    "order",
+    "Shipments and returns follow their order (guest orders have none, erasure clears "
+    "customer_id), co-located with commerce orders by order id; checkpoints carry their "
+    "shipment's order id. The tracking page finds a shipment by token through an index.",
+    order_id=shipments, checkpoint_order_id=(checkpoints, "order_id"),
+    return_order_id=(returns, "order_id"))
+by_key(
+    "rma",
+    "RMA numbers are unique across all returns: the guard is distributed by the number.",
+    rma=return_rmas)
+by_key(
+    "tracking_number",
+    "Carrier updates for parcels not known yet, by carrier and tracking number; they have "
+    "no order or customer until a shipment adopts them.",
+    tracking_number=unknown_tracking)
+local(
+    "The carrier inbox is applied in arrival order (seq) by one worker, with replay "
+    "protection per carrier message id: a coordinator queue.",
+    tracking_inbox)
+reference(
+    "The delivery/returns policy and carrier webhook secrets: a handful of rows.",
+    fulfilment_config)

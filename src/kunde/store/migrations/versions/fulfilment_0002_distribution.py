@@ -1,0 +1,53 @@
+"""fulfilment: keys for Citus (store/distribution.py, docs/fulfilment.md).
+
+Shipments, their checkpoints and returns are keyed by order id, co-located with
+commerce orders; checkpoints gain their shipment's order id. The tracking token becomes
+unique per order (144 random bits) and stays indexed for the tracking page; RMA numbers
+stay unique across all returns through a guard table keyed by the number.
+
+Revision ID: fulfilment_0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from kunde.store.migrate_ops import rekey
+
+revision = "fulfilment_0002"
+down_revision = "fulfilment_0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "fulfilment_rmas",
+        sa.Column("rma", sa.String(20), nullable=False),
+        sa.Column("order_id", sa.String(36), nullable=False),
+        sa.Column("return_id", sa.String(36), nullable=False),
+        sa.PrimaryKeyConstraint("rma", name="pk_fulfilment_rmas"),
+    )
+    op.execute("INSERT INTO fulfilment_rmas (rma, order_id, return_id) "
+               "SELECT rma, order_id, id FROM returns")
+
+    rekey("shipments", ["order_id", "id"], drop_unique=[["token"]],
+          add_unique=[["order_id", "token"]], drop_index=["ix_shipments_order_id"])
+    op.create_index("ix_shipments_id", "shipments", ["id"])
+    op.create_index("ix_shipments_token", "shipments", ["token"])
+
+    op.add_column("checkpoints", sa.Column("order_id", sa.String(36)))
+    op.execute("UPDATE checkpoints SET order_id = (SELECT shipments.order_id FROM shipments "
+               "WHERE shipments.id = checkpoints.shipment_id)")
+    # A checkpoint whose shipment is gone cannot be shown anywhere.
+    op.execute("DELETE FROM checkpoints WHERE order_id IS NULL")
+    rekey("checkpoints", ["order_id", "id"], not_null=["order_id"],
+          drop_unique=[["shipment_id", "fingerprint"]],
+          add_unique=[["order_id", "shipment_id", "fingerprint"]])
+
+    rekey("returns", ["order_id", "id"], drop_unique=[["rma"]],
+          drop_index=["ix_returns_order_id"])
+    op.create_index("ix_returns_id", "returns", ["id"])
+
+
+def downgrade() -> None:
+    raise RuntimeError("Kunde migrations are forward-only; restore a backup instead")
