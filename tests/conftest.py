@@ -44,6 +44,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                                 "CI must run the suite on PostgreSQL too")
 
 
+_moved_distribution_columns: list[str] = []
+
+
+@sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
+def _watch_distribution_columns(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    from kunde.store import distribution, migrate
+
+    if conn.info.get("migrating"):
+        return
+    moved = distribution.sets_distribution_column(statement, migrate.all_metadata())
+    if moved:
+        _moved_distribution_columns.append(f"{moved}: {statement[:200]}")
+
+
+@pytest.fixture(autouse=True)
+def _no_distribution_column_updates() -> Iterator[None]:
+    """No statement may change a row's distribution column (ADR 0015): Citus refuses it."""
+    _moved_distribution_columns.clear()
+    yield
+    assert _moved_distribution_columns == [], _moved_distribution_columns
+
+
 def test_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
     return load_settings(
         environ={},

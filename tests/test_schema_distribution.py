@@ -88,3 +88,14 @@ def test_kunde_schema_citus_prints_the_statements(tmp_path: Path) -> None:
     lines = r.stdout.splitlines()
     assert "SELECT create_distributed_table('customers', 'id');" in lines
     assert all(line.startswith("SELECT create_") for line in lines)
+
+
+def test_updates_that_would_move_a_row_between_shards_are_recognised() -> None:
+    md = migrate.all_metadata()
+    moved = distribution.sets_distribution_column
+    assert moved("UPDATE loyalty_lots SET customer_id=?, remaining=? WHERE id=?", md) \
+        == "loyalty_lots.customer_id"
+    assert moved('UPDATE "messages" SET status=$1::VARCHAR WHERE customer_id = $2', md) is None
+    # commerce orders shard by order id: re-pointing an order's customer is allowed.
+    assert moved("UPDATE commerce_orders SET customer_id=? WHERE id=?", md) is None
+    assert moved("SELECT customer_id = 1 FROM loyalty_lots", md) is None

@@ -23,6 +23,7 @@ distribute an existing Kunde database (``kunde schema citus``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -161,3 +162,24 @@ def citus_ddl(md: sa.MetaData) -> list[str]:
         with_ = "" if colocate == table.name else f", colocate_with => '{colocate}'"
         out.append(f"SELECT create_distributed_table('{table.name}', '{spec.column}'{with_});")
     return out
+
+
+_UPDATE = re.compile(r'^\s*UPDATE\s+"?(\w+)"?\s+SET\s+(.*?)(?:\s+WHERE\s|\s+RETURNING\s|\s+FROM\s|$)',
+                     re.IGNORECASE | re.DOTALL)
+
+
+def sets_distribution_column(sql: str, md: sa.MetaData) -> str | None:
+    """``table.column`` when ``sql`` is an UPDATE that sets a distribution column.
+
+    Citus refuses to change a row's distribution column (the row would have to move
+    to another shard); code that moves rows between customers deletes and re-inserts
+    them. The test suite runs every statement through this check."""
+    match = _UPDATE.match(sql)
+    if not match or match.group(1) not in md.tables:
+        return None
+    spec = spec_of(md.tables[match.group(1)])
+    if spec is None or spec.column is None:
+        return None
+    if re.search(rf'(?:^|[\s,]){spec.column}"?\s*=', match.group(2)):
+        return f"{match.group(1)}.{spec.column}"
+    return None

@@ -69,7 +69,11 @@ async def upgrade(db: Database) -> None:
 
     def _run(sync_conn: sa.Connection) -> None:
         cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, "heads")
+        sync_conn.info["migrating"] = True  # statements here may reshape keys (ADR 0015)
+        try:
+            command.upgrade(cfg, "heads")
+        finally:
+            sync_conn.info.pop("migrating", None)
 
     async with db.writer.connect() as conn:
         if db.dialect == "postgresql":
