@@ -164,8 +164,9 @@ def citus_ddl(md: sa.MetaData) -> list[str]:
     return out
 
 
-_UPDATE = re.compile(r'^\s*UPDATE\s+"?(\w+)"?\s+SET\s+(.*?)(?:\s+WHERE\s|\s+RETURNING\s|\s+FROM\s|$)',
-                     re.IGNORECASE | re.DOTALL)
+_UPDATE = re.compile(
+    r'^\s*UPDATE\s+"?(\w+)"?\s+SET\s+(.*?)(?:\s+WHERE\s|\s+RETURNING\s|\s+FROM\s|$)',
+    re.IGNORECASE | re.DOTALL)
 
 
 def sets_distribution_column(sql: str, md: sa.MetaData) -> str | None:
