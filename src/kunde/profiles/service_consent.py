@@ -26,7 +26,7 @@ from kunde.core.events import Event
 from kunde.core.ids import new_id
 from kunde.profiles import graph
 from kunde.profiles.models import PURPOSES
-from kunde.profiles.tables import consent_records, consent_state, customers
+from kunde.profiles.tables import consent_record_ids, consent_records, consent_state, customers
 from kunde.store.database import UnitOfWork
 from kunde.store.quick import Query, QuickSession
 from kunde.store.sql import insert_ignore, upsert
@@ -51,8 +51,9 @@ def _person_state(with_record: bool) -> Query:
     def records(source: Any) -> Any:
         if not with_record:
             return source
-        return source.outerjoin(consent_records,
-                                consent_records.c.id == consent_state.c.record_id)
+        return source.outerjoin(consent_records, sa.and_(
+            consent_records.c.customer_id == consent_state.c.customer_id,
+            consent_records.c.id == consent_state.c.record_id))
 
     merged = (sa.select(*cols).select_from(records(
         me.join(member, member.c.canonical_id == me.c.canonical_id)
@@ -142,12 +143,15 @@ class ConsentService:
         # Deterministic per cause, so a redelivered identify records its decision once.
         record_id = (str(uuid.uuid5(uuid.NAMESPACE_URL, f"kunde:consent:{cause_id}:{purpose}"))
                      if cause_id else new_id())
-        result = await uow.execute(insert_ignore(uow.dialect, consent_records), {
-            "id": record_id, "customer_id": canonical, "purpose": purpose, "granted": granted,
-            "method": method[:40], "channel": channel[:32], "text_version": text_version[:64],
-            "actor": actor[:100], "at": at})
+        # The id is claimed globally first: the customer it was recorded under may differ.
+        result = await uow.execute(insert_ignore(uow.dialect, consent_record_ids),
+                                   {"id": record_id})
         if not result.rowcount:
             return False
+        await uow.execute(consent_records.insert().values(
+            id=record_id, customer_id=canonical, purpose=purpose, granted=granted,
+            method=method[:40], channel=channel[:32], text_version=text_version[:64],
+            actor=actor[:100], at=at))
         await uow.execute(upsert(uow.dialect, consent_state, ["customer_id", "purpose"],
                                  ["granted", "at", "record_id"]),
                           {"customer_id": canonical, "purpose": purpose, "granted": granted,
