@@ -41,7 +41,7 @@ def _person_state(with_record: bool) -> Query:
     recorded for an unknown id are stored under it). With ``with_record``, the decision
     record's method, channel and text version (NULL ``record`` when the record is gone)."""
     cid = sa.bindparam("cid", type_=sa.String())
-    me, member = customers.alias("me"), customers.alias("member")
+    member = customers.alias("member")
     cols: list[Any] = [consent_state.c.customer_id, consent_state.c.purpose,
                        consent_state.c.granted, consent_state.c.at]
     if with_record:
@@ -55,10 +55,12 @@ def _person_state(with_record: bool) -> Query:
             consent_records.c.customer_id == consent_state.c.customer_id,
             consent_records.c.id == consent_state.c.record_id))
 
+    # The person's canonical id by a subquery, so the join stays on the distribution
+    # column (customer id) and co-located under Citus.
+    person = sa.select(customers.c.canonical_id).where(customers.c.id == cid).scalar_subquery()
     merged = (sa.select(*cols).select_from(records(
-        me.join(member, member.c.canonical_id == me.c.canonical_id)
-        .join(consent_state, consent_state.c.customer_id == member.c.id)))
-        .where(me.c.id == cid))
+        member.join(consent_state, consent_state.c.customer_id == member.c.id)))
+        .where(member.c.canonical_id == person))
     unknown = (sa.select(*cols).select_from(records(consent_state))
                .where(consent_state.c.customer_id == cid,
                       ~sa.exists().where(customers.c.id == cid)))
