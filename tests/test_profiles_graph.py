@@ -20,7 +20,7 @@ from kunde.kernel import Kernel
 from kunde.profiles import graph
 from kunde.profiles.graph import IdentityGraph
 from kunde.profiles.models import IdentifierRule, IdentityRules
-from kunde.profiles.tables import customers, identities
+from kunde.profiles.tables import customers, identities, identity_owners
 
 _counter = itertools.count()
 FAST = settings(max_examples=12, deadline=None,
@@ -107,11 +107,16 @@ async def test_no_identifier_points_to_two_live_customers(kernel: Kernel, ops: A
         canon = {r.id: r.canonical_id for r in rows}
         owned = (await conn.execute(sa.select(identities.c.value_hash, identities.c.customer_id)
                                     .where(identities.c.customer_id.in_(records)))).all()
+        owners = (await conn.execute(
+            sa.select(identity_owners.c.value_hash, identity_owners.c.customer_id)
+            .where(identity_owners.c.customer_id.in_(records)))).all()
     # Every record's live customer is live itself (flat, no chains).
     assert all(canon[c] == canon[canon[c]] for c in canon)
     # Each identifier belongs to one record, hence to exactly one live customer.
     hashes = [h for h, _ in owned]
     assert len(hashes) == len(set(hashes))
+    # The global owner rows (keyed by identifier alone) say the same as the records' rows.
+    assert sorted(map(tuple, owners)) == sorted(map(tuple, owned))
     # Guardrail: no live customer holds two user ids.
     per_live: dict[str, int] = {}
     kinds = {h: k for h, k in await _kinds(kernel, records)}

@@ -91,6 +91,23 @@ async def test_consent_follows_a_merge(kernel: Kernel) -> None:
     assert await consent.is_allowed(a, "marketing_sms")
 
 
+async def test_a_decision_from_an_event_is_recorded_once_across_a_merge(
+    kernel: Kernel,
+) -> None:
+    profiles = kernel.service(ProfileService)
+    consent = kernel.service(ConsentService)
+    a = await profiles.ensure_customer({"email": "once@example.com"}, "web")
+    b = await profiles.ensure_customer({"phone": "+49 170 7654321"}, "store")
+    at = kernel.clock.now()
+    assert await consent.grant(b, "marketing_sms", cause_id="evt-1", at=at)
+    survivor = await profiles.ensure_customer(
+        {"email": "once@example.com", "phone": "+491707654321"}, "web")
+    assert survivor == min(a, b) and await profiles.canonical_id(b) == survivor
+    # Redelivered after the merge: now under another customer, still the same decision.
+    assert not await consent.grant(b, "marketing_sms", cause_id="evt-1", at=at)
+    assert len(await consent.history(survivor)) == 1
+
+
 async def test_export_and_erase(kernel: Kernel) -> None:
     from kunde.profiles.feature import FEATURE
 

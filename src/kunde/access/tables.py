@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import local, reference
 from kunde.store.tables import metadata
 from kunde.store.types import UtcDateTime
 
@@ -47,3 +48,9 @@ login_failures = sa.Table(
     sa.Column("ip", sa.String(64), nullable=False, index=True),
     sa.Column("at", UtcDateTime, nullable=False),
 )
+
+# -- distribution (Citus) -------------------------------------------------------------
+reference("credentials and staff: a few staff-written rows every request checks",
+          api_keys, sources, staff_users)
+local("the log-in abuse guard counts failures by email and by IP address together, "
+      "across every account: short-lived rows kept in one place", login_failures)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import by_key
 from kunde.store.tables import metadata
 from kunde.store.types import UtcDateTime
 
@@ -19,3 +20,8 @@ ingest_messages = sa.Table(
     sa.Column("received_at", UtcDateTime, nullable=False),
     sqlite_with_rowid=False,
 )
+
+# A message is accepted once whatever customer it turns out to be about (the customer is
+# resolved after de-duplication), so the key stays globally unique: distributed by it.
+by_key("ingest_message", "de-duplication holds across customers: one row per (source, "
+       "messageId) key, distributed by that key", key=ingest_messages)

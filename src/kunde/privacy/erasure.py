@@ -114,6 +114,7 @@ class ErasureService:
             append_erasure_log(self.kernel, row)
             async with self.kernel.db.transaction() as uow:
                 await uow.execute(erasure_requests.update().where(
+                    erasure_requests.c.customer_id == row["customer_id"],
                     erasure_requests.c.id == request_id, erasure_requests.c.state == "erased"
                 ).values(state="done", completed_at=self.kernel.clock.now()))
             await checkpoint_sqlite(self.kernel)
@@ -130,12 +131,13 @@ class ErasureService:
             if uow.dialect == "sqlite":
                 # Overwrite deleted content instead of leaving it in free pages.
                 await uow.execute(sa.text("PRAGMA secure_delete = ON"))
-            row = (await uow.execute(sa.select(erasure_requests).where(
-                erasure_requests.c.id == request_id))).one()
+            this = (erasure_requests.c.customer_id == head["customer_id"],
+                    erasure_requests.c.id == request_id)
+            row = (await uow.execute(sa.select(erasure_requests).where(*this))).one()
             if row.state != "pending":
                 return
-            await uow.execute(erasure_requests.update().where(
-                erasure_requests.c.id == request_id).values(attempts=row.attempts + 1))
+            await uow.execute(erasure_requests.update().where(*this)
+                              .values(attempts=row.attempts + 1))
             ids = list(row.subject_ids or [row.customer_id])
             receipt = await erase_subjects(k, uow, self.features, ids,
                                            [tuple(p) for p in row.suppress], request_id)
@@ -148,8 +150,8 @@ class ErasureService:
                 uow, row.requested_by, "privacy.erased", row.customer_id,
                 {"request_id": request_id, "subject_ids": ids,
                  "features": receipt["features"], "keys_shredded": receipt["keys_shredded"]})
-            await uow.execute(erasure_requests.update().where(
-                erasure_requests.c.id == request_id).values(state="erased", receipt=receipt))
+            await uow.execute(erasure_requests.update().where(*this)
+                              .values(state="erased", receipt=receipt))
         self._given_email.pop(request_id, None)
 
     async def get(self, request_id: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import by_customer, local, reference
 from kunde.store.tables import metadata
 from kunde.store.types import Json, UtcDateTime
 
@@ -75,8 +76,9 @@ suppressions = sa.Table(
 erasure_requests = sa.Table(
     "privacy_erasure_requests",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("customer_id", sa.String(36), nullable=False, index=True),
+    # Keyed by customer first (distribution); looked up by id alone too, hence the index.
+    sa.Column("customer_id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), primary_key=True, index=True),
     sa.Column("requested_by", sa.String(200), nullable=False),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("requested_at", UtcDateTime, nullable=False),
@@ -95,8 +97,9 @@ erasure_requests = sa.Table(
 export_requests = sa.Table(
     "privacy_export_requests",
     metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("customer_id", sa.String(36), nullable=False, index=True),
+    # Keyed by customer first (distribution); looked up by id alone too, hence the index.
+    sa.Column("customer_id", sa.String(36), primary_key=True),
+    sa.Column("id", sa.String(36), primary_key=True, index=True),
     sa.Column("requested_by", sa.String(200), nullable=False),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("requested_at", UtcDateTime, nullable=False),
@@ -133,3 +136,17 @@ retention_runs = sa.Table(
     sa.Column("ran_at", UtcDateTime, nullable=False, index=True),
     sa.Column("report", Json, nullable=False),
 )
+
+# -- distribution (Citus) -------------------------------------------------------------
+# A subject is a customer record: its key and its erasure mark live on its shard.
+by_customer(subject_keys, shredded_subjects, column="subject_id")
+by_customer(erasure_requests, export_requests)
+reference("the blind-index key and other system keys: a few rows every node reads",
+          system_keys)
+reference("erased identifiers are read in full by every ingesting process and written "
+          "only by an erasure: a small list each node holds", suppressions)
+reference("legal holds are a few staff-written rules, many for a whole data class with no "
+          "customer (customer_id NULL); the retention job reads them all", legal_holds)
+reference("one report per retention run: a small, rarely written log", retention_runs)
+local("the audit log is one hash chain over all entries, appended in seq order under one "
+      "lock; its checkpoints are the chain's start", audit_log, audit_checkpoints)

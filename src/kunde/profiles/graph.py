@@ -4,7 +4,8 @@ Every function runs inside the caller's unit of work (or read connection), so a 
 the merge it causes and the events describing both commit together.
 
 Invariants (property-tested in tests/test_profiles_graph.py):
-* an identifier (its blind index) belongs to exactly one customer record;
+* an identifier (its blind index) belongs to exactly one customer record (the primary
+  key of ``identity_owners``, written with the ``identities`` row);
 * every record's ``canonical_id`` names a live record, and the live record of a group is
   its oldest (smallest UUIDv7) member, so the outcome does not depend on link order.
 """
@@ -21,7 +22,14 @@ from kunde.core.events import Event
 from kunde.core.ids import new_id
 from kunde.privacy.vault import Vault
 from kunde.profiles.models import IdentityRules, merge_refusal, survivor_of
-from kunde.profiles.tables import customers, identities, identity_links, merge_blocks, merges
+from kunde.profiles.tables import (
+    customers,
+    identities,
+    identity_links,
+    identity_owners,
+    merge_blocks,
+    merges,
+)
 from kunde.store.database import UnitOfWork
 from kunde.store.sql import insert_ignore
 
@@ -61,15 +69,16 @@ async def members(ex: Executor, canonical: str) -> list[str]:
 
 
 async def owners(ex: Executor, hashes: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """value_hash → (record id, canonical id) for identifiers already known."""
-    out: dict[str, tuple[str, str]] = {}
+    """value_hash → (record id, canonical id) for identifiers already known.
+
+    Two reads, not a join: owners are distributed by the identifier, customers by id."""
+    found: dict[str, str] = {}
     for i in range(0, len(hashes), 500):
-        q = (sa.select(identities.c.value_hash, identities.c.customer_id, customers.c.canonical_id)
-             .select_from(identities.join(customers, customers.c.id == identities.c.customer_id))
-             .where(identities.c.value_hash.in_(list(hashes[i:i + 500]))))
-        for r in await ex.execute(q):
-            out[r.value_hash] = (r.customer_id, r.canonical_id)
-    return out
+        q = (sa.select(identity_owners.c.value_hash, identity_owners.c.customer_id)
+             .where(identity_owners.c.value_hash.in_(list(hashes[i:i + 500]))))
+        found.update({r.value_hash: r.customer_id for r in await ex.execute(q)})
+    canon = await canonical_map(ex, found.values())
+    return {h: (c, canon[c]) for h, c in found.items() if c in canon}
 
 
 async def create_customers(uow: UnitOfWork, ids: Sequence[str], channel: str, now: Any) -> None:
@@ -117,13 +126,14 @@ class IdentityGraph:
                                   f"customer already holds {limit} identifier(s) of kind {kind}",
                                   source, event_id, now)
                 return current
-            (sealed,) = await self.seal_values(uow, [(customer_id, value)])
-            result = await uow.execute(insert_ignore(uow.dialect, identities), {
-                "id": new_id(), "value_hash": h, "customer_id": customer_id, "kind": kind,
-                "value_enc": sealed, "source": source, "reason": reason[:200],
-                "event_id": event_id, "created_at": now,
-            })
+            result = await uow.execute(insert_ignore(uow.dialect, identity_owners),
+                                       {"value_hash": h, "customer_id": customer_id})
             if result.rowcount:
+                (sealed,) = await self.seal_values(uow, [(customer_id, value)])
+                await uow.execute(identities.insert().values(
+                    id=new_id(), value_hash=h, customer_id=customer_id, kind=kind,
+                    value_enc=sealed, source=source, reason=reason[:200],
+                    event_id=event_id, created_at=now))
                 await self._audit(uow, h, kind, customer_id, "linked", reason, source,
                                   event_id, now)
                 return current
@@ -196,7 +206,8 @@ class IdentityGraph:
         group_id = await canonical_of(uow, restored_id)
         assert group_id is not None
         group = await members(uow, group_id)
-        await uow.execute(merges.update().where(merges.c.id == row.id).values(
+        await uow.execute(merges.update().where(
+                merges.c.merged_id == row.merged_id, merges.c.id == row.id).values(
             undone_at=now, undone_by=actor[:100], undo_reason=reason[:300]))
         a, b = sorted((row.survivor_id, restored_id))
         await uow.execute(insert_ignore(uow.dialect, merge_blocks),

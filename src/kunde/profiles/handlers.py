@@ -212,13 +212,14 @@ class Projector:
                                  .where(t.c.order_id == order_id))).first()
         if row is None:
             return None
+        this = t.update().where(t.c.customer_id == row.customer_id, t.c.order_id == order_id)
         if e.type == "commerce.order_paid":
-            await uow.execute(t.update().where(t.c.order_id == order_id).values(paid=True))
+            await uow.execute(this.values(paid=True))
         elif e.type == "commerce.order_cancelled":
-            await uow.execute(t.update().where(t.c.order_id == order_id).values(cancelled=True))
+            await uow.execute(this.values(cancelled=True))
         elif p.get("refund_id"):
             refunds = {**(row.refunds or {}), str(p["refund_id"]): int(p.get("amount_minor") or 0)}
-            await uow.execute(t.update().where(t.c.order_id == order_id).values(refunds=refunds))
+            await uow.execute(this.values(refunds=refunds))
         return str(row.customer_id)
 
 

@@ -18,6 +18,7 @@ from kunde.profiles.tables import (
     customers,
     identities,
     identity_links,
+    identity_owners,
     merge_blocks,
     merges,
     profile_orders,
@@ -53,6 +54,13 @@ async def erase(kernel: Kernel, uow: UnitOfWork, customer_ids: Sequence[str]) ->
     """Delete every profiles row about these customer records; returns rows per kind."""
     ids = list(customer_ids)
     counts: dict[str, int] = {}
+    # The owner rows of their identifiers first (keyed by the identifier: found by hash).
+    hashes = [r[0] for r in await uow.execute(
+        sa.select(identities.c.value_hash).where(identities.c.customer_id.in_(ids)))]
+    for i in range(0, len(hashes), 500):
+        await uow.execute(identity_owners.delete().where(
+            identity_owners.c.value_hash.in_(hashes[i:i + 500]),
+            identity_owners.c.customer_id.in_(ids)))
     for name, table, column in (
         ("traits", traits, traits.c.customer_id),
         ("identities", identities, identities.c.customer_id),

@@ -16,7 +16,13 @@ from kunde.core.errors import NotFound
 from kunde.privacy.tables import subject_keys
 from kunde.privacy.vault import Vault
 from kunde.profiles.models import TOP_LEVEL_TRAITS, add_orders, combine_activity
-from kunde.profiles.tables import customer_activity, customers, identities, profile_orders, traits
+from kunde.profiles.tables import (
+    customer_activity,
+    customers,
+    identity_owners,
+    profile_orders,
+    traits,
+)
 from kunde.store.quick import Query, QuickSession
 
 if TYPE_CHECKING:
@@ -24,10 +30,12 @@ if TYPE_CHECKING:
 
 _person = sa.bindparam("canonical", type_=sa.String())
 
+# A subquery, not a join: owners are distributed by the identifier, customers by id.
 OWNER_OF_HASH = Query(
     sa.select(customers.c.canonical_id)
-    .select_from(identities.join(customers, customers.c.id == identities.c.customer_id))
-    .where(identities.c.value_hash == sa.bindparam("hash", type_=sa.String())))
+    .where(customers.c.id == sa.select(identity_owners.c.customer_id)
+           .where(identity_owners.c.value_hash == sa.bindparam("hash", type_=sa.String()))
+           .scalar_subquery()))
 
 RECORDS = Query(
     sa.select(customers.c.id, customers.c.canonical_id, customers.c.created_at,

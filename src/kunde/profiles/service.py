@@ -30,6 +30,7 @@ from kunde.profiles.tables import (
     customer_activity,
     customers,
     identities,
+    identity_owners,
     profile_orders,
     traits,
 )
@@ -165,22 +166,26 @@ class ProfileService:
         out: list[str], channel: str,
     ) -> list[str]:
         now = self.k.clock.now()
-        sealed = await self.graph.seal_values(uow, [(c, v) for _, _, v, c in links])
-        await uow.execute(insert_ignore(uow.dialect, identities), [
-            {"id": new_id(), "value_hash": h, "customer_id": c, "kind": kind, "value_enc": s,
-             "source": channel, "reason": "first seen in an event", "event_id": None,
-             "created_at": now}
-            for (h, kind, _, c), s in zip(links, sealed, strict=True)
-        ])
+        await uow.execute(insert_ignore(uow.dialect, identity_owners),
+                          [{"value_hash": h, "customer_id": c} for h, _, _, c in links])
+        # Another request may have linked the same new identifier first: use its owner.
+        actual = await uow.execute(
+            sa.select(identity_owners.c.value_hash, identity_owners.c.customer_id)
+            .where(identity_owners.c.value_hash.in_([h for h, *_ in links])))
+        owner = {r.value_hash: r.customer_id for r in actual}
         remap: dict[str, str] = {}
-        if uow.dialect == "postgresql":
-            # Another request may have linked the same new identifier first: use its owner.
-            actual = await uow.execute(sa.select(identities.c.value_hash, identities.c.customer_id)
-                                       .where(identities.c.value_hash.in_([h for h, *_ in links])))
-            owner = {r.value_hash: r.customer_id for r in actual}
-            for h, _, _, c in links:
-                if owner.get(h, c) != c and c in minted:
-                    remap[c] = owner[h]
+        for h, _, _, c in links:
+            if owner.get(h, c) != c and c in minted:
+                remap[c] = owner[h]
+        ours = [link for link in links if owner.get(link[0]) == link[3]]
+        if ours:
+            sealed = await self.graph.seal_values(uow, [(c, v) for _, _, v, c in ours])
+            await uow.execute(identities.insert(), [
+                {"id": new_id(), "value_hash": h, "customer_id": c, "kind": kind,
+                 "value_enc": s, "source": channel, "reason": "first seen in an event",
+                 "event_id": None, "created_at": now}
+                for (h, kind, _, c), s in zip(ours, sealed, strict=True)
+            ])
         fresh = [c for c in dict.fromkeys(minted) if c not in remap]
         await graph.create_customers(uow, fresh, channel, now)
         if remap:

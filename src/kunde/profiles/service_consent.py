@@ -26,7 +26,7 @@ from kunde.core.events import Event
 from kunde.core.ids import new_id
 from kunde.profiles import graph
 from kunde.profiles.models import PURPOSES
-from kunde.profiles.tables import consent_records, consent_state, customers
+from kunde.profiles.tables import consent_record_ids, consent_records, consent_state, customers
 from kunde.store.database import UnitOfWork
 from kunde.store.quick import Query, QuickSession
 from kunde.store.sql import insert_ignore, upsert
@@ -41,7 +41,7 @@ def _person_state(with_record: bool) -> Query:
     recorded for an unknown id are stored under it). With ``with_record``, the decision
     record's method, channel and text version (NULL ``record`` when the record is gone)."""
     cid = sa.bindparam("cid", type_=sa.String())
-    me, member = customers.alias("me"), customers.alias("member")
+    member = customers.alias("member")
     cols: list[Any] = [consent_state.c.customer_id, consent_state.c.purpose,
                        consent_state.c.granted, consent_state.c.at]
     if with_record:
@@ -51,13 +51,16 @@ def _person_state(with_record: bool) -> Query:
     def records(source: Any) -> Any:
         if not with_record:
             return source
-        return source.outerjoin(consent_records,
-                                consent_records.c.id == consent_state.c.record_id)
+        return source.outerjoin(consent_records, sa.and_(
+            consent_records.c.customer_id == consent_state.c.customer_id,
+            consent_records.c.id == consent_state.c.record_id))
 
+    # The person's canonical id by a subquery, so the join stays on the distribution
+    # column (customer id) and co-located under Citus.
+    person = sa.select(customers.c.canonical_id).where(customers.c.id == cid).scalar_subquery()
     merged = (sa.select(*cols).select_from(records(
-        me.join(member, member.c.canonical_id == me.c.canonical_id)
-        .join(consent_state, consent_state.c.customer_id == member.c.id)))
-        .where(me.c.id == cid))
+        member.join(consent_state, consent_state.c.customer_id == member.c.id)))
+        .where(member.c.canonical_id == person))
     unknown = (sa.select(*cols).select_from(records(consent_state))
                .where(consent_state.c.customer_id == cid,
                       ~sa.exists().where(customers.c.id == cid)))
@@ -142,12 +145,15 @@ class ConsentService:
         # Deterministic per cause, so a redelivered identify records its decision once.
         record_id = (str(uuid.uuid5(uuid.NAMESPACE_URL, f"kunde:consent:{cause_id}:{purpose}"))
                      if cause_id else new_id())
-        result = await uow.execute(insert_ignore(uow.dialect, consent_records), {
-            "id": record_id, "customer_id": canonical, "purpose": purpose, "granted": granted,
-            "method": method[:40], "channel": channel[:32], "text_version": text_version[:64],
-            "actor": actor[:100], "at": at})
+        # The id is claimed globally first: the customer it was recorded under may differ.
+        result = await uow.execute(insert_ignore(uow.dialect, consent_record_ids),
+                                   {"id": record_id})
         if not result.rowcount:
             return False
+        await uow.execute(consent_records.insert().values(
+            id=record_id, customer_id=canonical, purpose=purpose, granted=granted,
+            method=method[:40], channel=channel[:32], text_version=text_version[:64],
+            actor=actor[:100], at=at))
         await uow.execute(upsert(uow.dialect, consent_state, ["customer_id", "purpose"],
                                  ["granted", "at", "record_id"]),
                           {"customer_id": canonical, "purpose": purpose, "granted": granted,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import by_customer, by_key, reference
 from kunde.store.tables import metadata
 from kunde.store.types import Json, UtcDateTime
 
@@ -24,30 +25,41 @@ customers = sa.Table(
     sa.Column("merged_at", UtcDateTime),
 )
 
-# One row per identifier; value_hash is the vault's blind index of (kind, normalised
-# value), unique, so an identifier belongs to exactly one customer record.
+# One row per identifier, on its customer record's shard; value_hash is the vault's blind
+# index of (kind, normalised value). That an identifier belongs to exactly one customer
+# record is held by ``identity_owners`` (written in the same transaction).
 identities = sa.Table(
     "identities",
     metadata,
+    sa.Column("customer_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("value_hash", sa.String(32), nullable=False, unique=True),
-    sa.Column("customer_id", sa.String(36), nullable=False, index=True),
+    sa.Column("value_hash", sa.String(32), nullable=False),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("value_enc", sa.LargeBinary, nullable=False),
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("reason", sa.String(200), nullable=False),
     sa.Column("event_id", sa.String(36)),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("customer_id", "value_hash"),
+)
+
+# The owner of each identifier, keyed (and distributed) by the blind index alone: its
+# primary key is what makes an identifier belong to exactly one customer record.
+identity_owners = sa.Table(
+    "identity_owners",
+    metadata,
+    sa.Column("value_hash", sa.String(32), primary_key=True),
+    sa.Column("customer_id", sa.String(36), nullable=False),
 )
 
 # Why each link exists, and every claim that was refused: the identity audit trail.
 identity_links = sa.Table(
     "identity_links",
     metadata,
+    sa.Column("customer_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("value_hash", sa.String(32), nullable=False, index=True),
     sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("customer_id", sa.String(36), nullable=False, index=True),
     sa.Column("outcome", sa.String(16), nullable=False),  # linked | merged | refused | shared
     sa.Column("reason", sa.String(300), nullable=False),
     sa.Column("source", sa.String(64), nullable=False),
@@ -58,9 +70,10 @@ identity_links = sa.Table(
 merges = sa.Table(
     "merges",
     metadata,
+    # A merge belongs to the record it merged away (distribution column).
+    sa.Column("merged_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("survivor_id", sa.String(36), nullable=False, index=True),
-    sa.Column("merged_id", sa.String(36), nullable=False, index=True),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("reason", sa.String(300), nullable=False),
     sa.Column("actor", sa.String(100), nullable=False),
@@ -108,8 +121,9 @@ customer_activity = sa.Table(
 profile_orders = sa.Table(
     "profile_orders",
     metadata,
-    sa.Column("order_id", sa.String(36), primary_key=True),
-    sa.Column("customer_id", sa.String(36), nullable=False, index=True),
+    sa.Column("customer_id", sa.String(36), primary_key=True),
+    # Paid, cancelled and refund events name the order alone, hence the index.
+    sa.Column("order_id", sa.String(36), primary_key=True, index=True),
     sa.Column("number", sa.String(40)),
     sa.Column("channel", sa.String(32), nullable=False),
     sa.Column("placed_at", UtcDateTime, nullable=False),
@@ -125,8 +139,8 @@ profile_orders = sa.Table(
 consent_records = sa.Table(
     "consent_records",
     metadata,
+    sa.Column("customer_id", sa.String(36), primary_key=True),
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("customer_id", sa.String(36), nullable=False, index=True),
     sa.Column("purpose", sa.String(40), nullable=False),
     sa.Column("granted", sa.Boolean, nullable=False),
     sa.Column("method", sa.String(40), nullable=False),
@@ -134,6 +148,15 @@ consent_records = sa.Table(
     sa.Column("text_version", sa.String(64), nullable=False),
     sa.Column("actor", sa.String(100), nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
+)
+
+# Every consent record id ever written, keyed by the id alone: a decision derived from an
+# event (its id is a hash of the event id and purpose) is recorded once, even when the
+# customer it was recorded under has since been merged into another.
+consent_record_ids = sa.Table(
+    "consent_record_ids",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
 )
 
 consent_state = sa.Table(
@@ -164,3 +187,18 @@ segment_members = sa.Table(
     sa.Column("customer_id", sa.String(36), primary_key=True, index=True),
     sa.Column("entered_at", UtcDateTime, nullable=False),
 )
+
+# -- distribution (Citus) -------------------------------------------------------------
+by_customer(customers, column="id")
+by_customer(identities, identity_links, traits, customer_activity, profile_orders,
+            consent_records, consent_state, segment_members)
+by_customer(merges, column="merged_id")
+# Blocks are stored with a_id < b_id; a pair lives on the shard of its smaller id.
+by_customer(merge_blocks, column="a_id")
+by_key("identifier", "an identifier belongs to exactly one customer record, across all "
+       "customers and through merges: the owner row is keyed by the blind index alone",
+       value_hash=identity_owners)
+by_key("consent_record", "a consent record id is used once across customers (merges "
+       "change the customer a decision is recorded under): keyed by the id alone",
+       id=consent_record_ids)
+reference("segment definitions: a few staff-written rules every node evaluates", segments)

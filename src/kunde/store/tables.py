@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kunde.store.distribution import local
 from kunde.store.types import UtcDateTime
 
 naming = {
@@ -90,3 +91,11 @@ job_runs = sa.Table(
     sa.Column("last_finished_at", UtcDateTime),
     sa.Column("last_result", sa.Text),
 )
+
+# -- distribution (Citus): all coordination, kept on the coordinator ----------------
+local("the event log needs one global commit order: consumers read position > cursor "
+      "(docs/adr/0003-event-log-ordering.md)", events)
+local("consumer positions and parked events are positions in the coordinator's event log",
+      consumer_offsets, dead_letters)
+local("worker registry, partition leases and job locks: one global lock each",
+      workers, partition_leases, job_runs)

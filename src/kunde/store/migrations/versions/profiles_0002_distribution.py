@@ -1,0 +1,58 @@
+"""profiles: keyed by customer for Citus; identifier ownership and consent record ids global.
+
+``identities`` moves to its customer record's shard (primary key (customer_id, id)); that
+an identifier belongs to one record is kept by the new ``identity_owners`` table, keyed by
+the blind index alone. ``consent_record_ids`` keeps a consent record id used once across
+customers. ``identity_links``, ``profile_orders`` and ``consent_records`` gain the customer
+id in their primary key, ``merges`` the merged record's id.
+
+Revision ID: profiles_0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from kunde.store.migrate import create_tables
+from kunde.store.migrate_ops import rekey
+
+revision = "profiles_0002"
+down_revision = "profiles_0001"
+branch_labels = None
+depends_on = None
+
+
+def _primary_key(table: str) -> list[str]:
+    return list(sa.inspect(op.get_bind()).get_pk_constraint(table)["constrained_columns"])
+
+
+def upgrade() -> None:
+    # profiles_0001 creates its tables as tables.py declares them now, so a new database
+    # already has the new keys: only a database created before this revision is rekeyed.
+    existing = set(sa.inspect(op.get_bind()).get_table_names())
+    if "identity_owners" not in existing:
+        create_tables(["identity_owners"])
+        op.execute("INSERT INTO identity_owners (value_hash, customer_id) "
+                   "SELECT value_hash, customer_id FROM identities")
+    if "consent_record_ids" not in existing:
+        create_tables(["consent_record_ids"])
+        op.execute("INSERT INTO consent_record_ids (id) SELECT id FROM consent_records")
+    if _primary_key("identities") != ["customer_id", "id"]:
+        rekey("identities", ["customer_id", "id"], drop_unique=[["value_hash"]],
+              add_unique=[["customer_id", "value_hash"]],
+              drop_index=["ix_identities_customer_id"])
+    if _primary_key("identity_links") != ["customer_id", "id"]:
+        rekey("identity_links", ["customer_id", "id"],
+              drop_index=["ix_identity_links_customer_id"])
+    if _primary_key("merges") != ["merged_id", "id"]:
+        rekey("merges", ["merged_id", "id"], drop_index=["ix_merges_merged_id"])
+    if _primary_key("profile_orders") != ["customer_id", "order_id"]:
+        rekey("profile_orders", ["customer_id", "order_id"],
+              drop_index=["ix_profile_orders_customer_id"])
+        op.create_index("ix_profile_orders_order_id", "profile_orders", ["order_id"])
+    if _primary_key("consent_records") != ["customer_id", "id"]:
+        rekey("consent_records", ["customer_id", "id"],
+              drop_index=["ix_consent_records_customer_id"])
+
+
+def downgrade() -> None:
+    raise RuntimeError("Kunde migrations are forward-only; restore a backup instead")
