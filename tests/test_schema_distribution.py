@@ -99,3 +99,45 @@ def test_updates_that_would_move_a_row_between_shards_are_recognised() -> None:
     # commerce orders shard by order id: re-pointing an order's customer is allowed.
     assert moved("UPDATE commerce_orders SET customer_id=? WHERE id=?", md) is None
     assert moved("SELECT customer_id = 1 FROM loyalty_lots", md) is None
+
+
+def test_each_key_group_starts_a_colocation_group_of_its_own() -> None:
+    ddl = distribution.citus_ddl(migrate.all_metadata())
+    assert "SELECT create_distributed_table('commerce_orders', 'id', " \
+           "colocate_with => 'none');" in ddl
+    assert "SELECT create_distributed_table('commerce_order_lines', 'order_id', " \
+           "colocate_with => 'commerce_orders');" in ddl
+
+
+async def test_rekey_gives_a_table_new_keys_and_keeps_its_rows(kernel: Kernel) -> None:
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    from kunde.store.migrate_ops import rekey
+
+    md = sa.MetaData(naming_convention=naming)
+    toy = sa.Table("toy_rekey", md, sa.Column("id", sa.String(36), primary_key=True),
+                   sa.Column("customer_id", sa.String(36)),
+                   sa.Column("token", sa.String(36), unique=True))
+
+    def run(conn: Any) -> tuple[Any, ...]:
+        md.create_all(conn)
+        conn.execute(toy.insert(), [{"id": "a", "customer_id": "c1", "token": "t"}])
+        with Operations.context(MigrationContext.configure(conn)):
+            rekey("toy_rekey", ["customer_id", "id"], not_null=["customer_id"],
+                  drop_unique=[["token"]], add_unique=[["customer_id", "token"]])
+        inspect = sa.inspect(conn)
+        shape = (inspect.get_pk_constraint("toy_rekey")["constrained_columns"],
+                 [u["column_names"] for u in inspect.get_unique_constraints("toy_rekey")],
+                 {c["name"]: c["nullable"] for c in inspect.get_columns("toy_rekey")},
+                 conn.execute(sa.text("SELECT id, customer_id, token FROM toy_rekey")).all())
+        conn.execute(sa.text("DROP TABLE toy_rekey"))
+        return shape
+
+    async with kernel.db.writer.connect() as conn:
+        pk, uniques, nullable, rows = await conn.run_sync(run)
+        await conn.commit()
+    assert pk == ["customer_id", "id"]
+    assert uniques == [["customer_id", "token"]]
+    assert nullable["customer_id"] is False
+    assert [tuple(r) for r in rows] == [("a", "c1", "t")]

@@ -144,9 +144,11 @@ def _foreign_key_problems(table: sa.Table, spec: Distribution,
 def citus_ddl(md: sa.MetaData) -> list[str]:
     """The Citus statements that distribute a migrated Kunde database as declared."""
     out: list[str] = []
-    def order(t: sa.Table) -> tuple[bool, bool]:
+    def order(t: sa.Table) -> tuple[bool, bool, bool]:
+        # Reference tables first, then each group's root (the table keyed by its own id).
         spec = spec_of(t)
-        return (spec is None or spec.kind != "reference", t.name != _ANCHOR)
+        return (spec is None or spec.kind != "reference", t.name != _ANCHOR,
+                spec is None or spec.column != "id")
 
     ordered = sorted(md.sorted_tables, key=order)
     anchors: dict[str, str] = {}
@@ -159,7 +161,12 @@ def citus_ddl(md: sa.MetaData) -> list[str]:
             continue
         group = spec.group or ""
         colocate = anchors.setdefault(group, table.name)
-        with_ = "" if colocate == table.name else f", colocate_with => '{colocate}'"
+        if colocate != table.name:
+            with_ = f", colocate_with => '{colocate}'"
+        elif group != CUSTOMER_GROUP:
+            with_ = ", colocate_with => 'none'"  # a group of its own, not the customers'
+        else:
+            with_ = ""
         out.append(f"SELECT create_distributed_table('{table.name}', '{spec.column}'{with_});")
     return out
 
