@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -147,3 +148,38 @@ async def test_a_partition_far_behind_the_others_is_not_starved(kernel: Kernel) 
         uow.emit(Event.new("test.n", {"i": 20}, subject_id=quiet))
     await runner(kernel, consumer).drain()
     assert await effects(kernel) == 21
+
+
+async def test_consumers_wait_between_rounds_while_the_server_sheds(kernel: Kernel) -> None:
+    import asyncio
+    import time
+
+    from kunde.ops.models import Admission, Criticality
+    from kunde.runtime import PAUSE_WHEN, yield_to_requests
+
+    admission = Admission()
+    pause = yield_to_requests(admission)
+    assert pause() == 0.0
+    admission.by_class[Criticality.INTERACTIVE] = 0
+    admission._last_shed[Criticality.INTERACTIVE] = time.perf_counter()  # just shed one
+    assert pause() == PAUSE_WHEN[admission.state(time.perf_counter())] > 0
+
+    await emit(kernel, 30)
+    every = frozenset(range(kernel.settings.partitions))
+    rounds: list[float] = []
+
+    async def one_round(uow: UnitOfWork, events: Sequence[Event]) -> None:
+        rounds.append(time.perf_counter())
+        await record_effect(uow, events)
+
+    small = Consumer("paced", one_round, batch_size=10)
+    r = ConsumerRunner(kernel.db, kernel.log, [small], lambda: every, pause=lambda: 0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run_forever(stop))
+    while await effects(kernel) < 30:
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    # Every event handled; the rounds were spaced by the pause, not run back to back.
+    assert len(rounds) >= 2
+    assert min(b - a for a, b in itertools.pairwise(rounds)) >= 0.19

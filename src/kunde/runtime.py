@@ -9,15 +9,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from kunde.features import Feature
 from kunde.kernel import Kernel
+from kunde.ops.models import Admission, LoadState
 from kunde.store.consumers import Consumer, ConsumerRunner
 from kunde.store.jobs import JobScheduler, PeriodicJob
 from kunde.store.leases import LeaseManager
 
 log = logging.getLogger("kunde.runtime")
+
+
+# How long in-process consumers wait between rounds while the server is under load.
+PAUSE_WHEN = {LoadState.NORMAL: 0.0, LoadState.WARN: 0.05, LoadState.THROTTLE: 0.25}
+
+
+def yield_to_requests(admission: Admission) -> Callable[[], float]:
+    """The pause between consumer rounds, from the process's load state.
+
+    Consumers are background work: in a spike they fall behind (the log keeps every
+    event) instead of taking the event loop and SQLite's writer from checkouts. A
+    ``kunde worker`` serves no requests, so its state stays normal and it never waits."""
+
+    def pause() -> float:
+        return PAUSE_WHEN[admission.state(time.perf_counter())]
+
+    return pause
 
 
 def consumers_of(kernel: Kernel, features: Sequence[Feature]) -> list[Consumer]:
@@ -33,7 +52,8 @@ class Background:
         self.kernel = kernel
         self.leases = LeaseManager(kernel.db, kernel.settings.partitions)
         self.runner = ConsumerRunner(
-            kernel.db, kernel.log, consumers_of(kernel, features), self.leases.owned
+            kernel.db, kernel.log, consumers_of(kernel, features), self.leases.owned,
+            pause=yield_to_requests(kernel.metrics.admission),
         )
         self.jobs = JobScheduler(kernel.db, jobs_of(kernel, features), self.leases.worker_id)
         self._stop = asyncio.Event()

@@ -70,6 +70,7 @@ class ConsumerRunner:
         owned: Callable[[], frozenset[int]],
         *,
         idle_wait: float = 0.5,
+        pause: Callable[[], float] | None = None,
     ) -> None:
         names = [c.name for c in consumers]
         if len(names) != len(set(names)):
@@ -79,6 +80,9 @@ class ConsumerRunner:
         self.consumers = list(consumers)
         self.owned = owned
         self.idle_wait = idle_wait
+        # Seconds to wait before the next round, asked after each one: the server's
+        # requests come first while it sheds load (kunde.runtime.yield_to_requests).
+        self.pause = pause
         # Events read per round for all consumers together.
         self.window = max((c.batch_size for c in consumers), default=500)
         self.stats = {c.name: ConsumerStats() for c in consumers}
@@ -104,6 +108,8 @@ class ConsumerRunner:
                 await asyncio.sleep(1.0)
             if not busy:
                 await self.db.committed.wait(self.idle_wait)
+            elif self.pause is not None and (delay := self.pause()) > 0:
+                await asyncio.sleep(delay)
 
     async def run_once(self) -> int:
         """One batch for every consumer over the owned partitions; returns events handled.
