@@ -20,6 +20,7 @@ from kunde.core.ids import new_id
 from kunde.ops.admission import SAFE_METHODS, STATE_HEADERS, refuse, route_class
 from kunde.ops.metrics import Metrics
 from kunde.ops.models import RETRY_AFTER
+from kunde.store.priority import write_priority
 
 access_log = logging.getLogger("kunde.access")
 
@@ -125,9 +126,11 @@ def front_door(metrics: Metrics, log_requests: bool) -> Any:
                     message["headers"] = [*message.get("headers", []), load_header, id_header]
                 await send(message)
 
+            priority = write_priority.set(cls)
             try:
                 await app(scope, receive, send_wrapper)
             finally:
+                write_priority.reset(priority)
                 now = perf()
                 overloaded = status == 503
                 admission.release(cls, now - started, now, overloaded=overloaded)

@@ -7,12 +7,14 @@ state change, just before commit. Callbacks registered with
 
 SQLite runs with two engines: a single writer connection (``BEGIN IMMEDIATE``,
 so a transaction never has to upgrade a read lock and deadlock) and a pool of
-readers that WAL lets run beside it.
+readers that WAL lets run beside it. Transactions waiting for that writer are served
+by the load class of the work they belong to, critical first (`kunde.store.priority`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +25,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from kunde.core.events import Event
+from kunde.store.priority import PriorityGate
 from kunde.store.quick import QuickReads
 from kunde.store.signal import Signal
 
@@ -76,6 +79,8 @@ class Database:
         self.dialect: Dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self.log: EventLog | None = None
         self.committed = Signal()
+        # SQLite's one writer goes to the most important waiting transaction first.
+        self.gate = PriorityGate() if self.url.startswith("sqlite") else None
         if self.dialect == "sqlite":
             self._ensure_sqlite_dir()
             self.writer = self._sqlite_engine(immediate=True, pool_size=1, echo=echo)
@@ -132,7 +137,8 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """Run one command: state changes and emitted events commit together or not at all."""
-        async with self.writer.connect() as conn, conn.begin():
+        gate = self.gate.hold() if self.gate is not None else contextlib.nullcontext()
+        async with gate, self.writer.connect() as conn, conn.begin():
             uow = UnitOfWork(conn, self.dialect)
             yield uow
             if uow.events:
