@@ -23,7 +23,7 @@ log = logging.getLogger("kunde.runtime")
 
 
 # How long in-process consumers wait between rounds while the server is under load.
-PAUSE_WHEN = {LoadState.NORMAL: 0.0, LoadState.WARN: 0.05, LoadState.THROTTLE: 0.25}
+PAUSE_WHEN = {LoadState.NORMAL: 0.0, LoadState.WARN: 0.1, LoadState.THROTTLE: 1.0}
 
 
 def yield_to_requests(admission: Admission) -> Callable[[], float]:
