@@ -115,6 +115,22 @@ def test_overload_backs_off_and_state_reports_shedding() -> None:
     assert admission.limit == 9
 
 
+def test_slow_critical_requests_make_room_by_shrinking_the_limit() -> None:
+    admission = Admission(limiter=GradientLimit(initial=20, min_limit=4))
+    assert admission.try_acquire(Criticality.CRITICAL, 0.0)
+    admission.release(Criticality.CRITICAL, 0.01, 0.01)  # within the objective
+    assert admission.limit == 20
+    for _ in range(3):
+        assert admission.try_acquire(Criticality.CRITICAL, 0.0)
+        admission.release(Criticality.CRITICAL, 0.2, 0.2)  # four times the objective
+    assert admission.limit < 15
+    # A slow interactive request alone does not count as an overload signal.
+    before = admission.limit
+    assert admission.try_acquire(Criticality.INTERACTIVE, 1.0)
+    admission.release(Criticality.INTERACTIVE, 0.2, 1.2)
+    assert admission.limit == before
+
+
 def test_criticality_parsing() -> None:
     assert Criticality.parse(None) is Criticality.INTERACTIVE
     assert Criticality.parse("critical") is Criticality.CRITICAL

@@ -138,6 +138,9 @@ class Admission:
     """
 
     limiter: GradientLimit = field(default_factory=GradientLimit)
+    # Critical requests slower than this shrink the limit for the other classes: their
+    # latency is the one the shop cannot give up, so the rest of the load makes room.
+    critical_objective: float = 0.05
     window_seconds: float = 0.1
     window_min_samples: int = 5
     recent_seconds: float = 1.0
@@ -175,7 +178,7 @@ class Admission:
         """A request of class ``cls`` admitted by `try_acquire` finished after ``rtt`` s."""
         self.inflight -= 1
         self.by_class[cls] -= 1
-        if overloaded:
+        if overloaded or (cls is Criticality.CRITICAL and rtt > self.critical_objective):
             self.limiter.on_overload()
             return
         self._window_sum += rtt
