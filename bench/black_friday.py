@@ -276,7 +276,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
                    help="seconds at 3xC")
     p.add_argument("--recovery", type=float, default=float(env("BENCH_RECOVERY", "20")),
                    help="seconds at 1xC after the spike")
-    p.add_argument("--step", type=float, default=float(env("BENCH_STEP", "4")),
+    p.add_argument("--step", type=float, default=float(env("BENCH_STEP", "10")),
                    help="seconds per rate in the capacity search")
     p.add_argument("--connections", type=int, default=256)
     p.add_argument("--max-carts", type=int, default=5000)

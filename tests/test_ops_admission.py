@@ -96,7 +96,7 @@ def test_limit_grows_when_latency_holds_and_shrinks_when_it_rises() -> None:
 
 
 def test_overload_backs_off_and_state_reports_shedding() -> None:
-    admission = Admission(GradientLimit(initial=10, min_limit=4))
+    admission = Admission(GradientLimit(initial=10, min_limit=4), critical_floor=4)
     assert admission.state(0.0) is LoadState.NORMAL
     for _ in range(6):
         assert admission.try_acquire(Criticality.BACKGROUND, 0.0)
@@ -113,6 +113,14 @@ def test_overload_backs_off_and_state_reports_shedding() -> None:
     assert not admission.try_acquire(Criticality.CRITICAL, 5.0)
     admission.release(Criticality.CRITICAL, 0.01, 5.0, overloaded=True)
     assert admission.limit == 9
+
+
+def test_critical_requests_keep_a_floor_when_the_limit_has_shrunk() -> None:
+    admission = Admission(GradientLimit(initial=4, min_limit=4), critical_floor=8)
+    for _ in range(8):
+        assert admission.try_acquire(Criticality.CRITICAL, 0.0)
+    assert not admission.try_acquire(Criticality.CRITICAL, 0.0)
+    assert not admission.try_acquire(Criticality.INTERACTIVE, 0.0)  # 8 in flight > 3.4
 
 
 def test_slow_critical_requests_make_room_by_shrinking_the_limit() -> None:

@@ -141,6 +141,9 @@ class Admission:
     # Critical requests slower than this shrink the limit for the other classes: their
     # latency is the one the shop cannot give up, so the rest of the load makes room.
     critical_objective: float = 0.05
+    # Critical requests are refused only beyond this many in flight, however far the
+    # limit has shrunk for the others: making room must not turn into shedding checkouts.
+    critical_floor: int = 32
     window_seconds: float = 0.1
     window_min_samples: int = 5
     recent_seconds: float = 1.0
@@ -163,8 +166,12 @@ class Admission:
         other critical requests, so a flood of lower classes can never starve it (the
         latency it adds shrinks the limit, which then refuses the lower classes more).
         """
-        used = self.by_class[cls] if cls is Criticality.CRITICAL else self.inflight
-        if used >= self.limiter.limit * SHARE[cls]:
+        if cls is Criticality.CRITICAL:
+            allowed = max(self.limiter.limit, self.critical_floor)
+            used = self.by_class[cls]
+        else:
+            allowed, used = self.limiter.limit * SHARE[cls], self.inflight
+        if used >= allowed:
             self._last_shed[cls] = now
             return False
         self.inflight += 1
