@@ -79,10 +79,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             kill_group(proc)
 
 
-def wrk(url: str, *, seconds: int, connections: int = 32, threads: int = 1) -> dict[str, float]:
-    """Closed-loop load with wrk; requests/s and latency percentiles in milliseconds."""
+def require_wrk() -> None:
+    """Stop with what to do when the load generator is missing."""
     if not Path("/usr/bin/wrk").exists():
         raise SystemExit("wrk is not installed: apt-get install wrk")
+
+
+def wrk(url: str, *, seconds: int, connections: int = 32, threads: int = 1) -> dict[str, float]:
+    """Closed-loop load with wrk; requests/s and latency percentiles in milliseconds."""
+    require_wrk()
     done = subprocess.run(
         ["/usr/bin/wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         capture_output=True, text=True, check=True,

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench._cpu import tree_cpu_seconds
+from bench._servers import require_wrk
 from bench.fulfilment_common import Server, temp_settings
 
 CONNECTIONS = 20
@@ -124,6 +125,7 @@ async def in_process(settings: Any, tokens: list[str], n: int = 2000) -> dict[st
 
 
 def main() -> dict[str, Any]:
+    require_wrk()
     tmp, url, settings = temp_settings("track")
     tokens = asyncio.run(prepare(settings, TOKENS))
     inproc = asyncio.run(in_process(settings, tokens, IN_PROCESS))

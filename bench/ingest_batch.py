@@ -27,7 +27,16 @@ from typing import Any
 
 import httpx
 
-from bench._servers import PG_URL, free_port, kunde_env, start_kunde, stop, temp_dir, wait_http
+from bench._servers import (
+    PG_URL,
+    free_port,
+    kunde_env,
+    require_wrk,
+    start_kunde,
+    stop,
+    temp_dir,
+    wait_http,
+)
 
 EVENTS_PER_BATCH = 100
 LUA = r"""
@@ -182,6 +191,7 @@ def run(kind: str, seconds: int) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
+    require_wrk()
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     dbs = os.environ.get("BENCH_DBS", "sqlite,postgres").split(",")
     return {"benchmark": "ingest_batch", "events_per_batch": EVENTS_PER_BATCH,

@@ -23,7 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from bench._load import open_loop
-from bench._servers import PG_URL, free_port, kunde_env, start_kunde, stop, temp_dir, wait_http
+from bench._servers import (
+    PG_URL,
+    free_port,
+    kunde_env,
+    require_wrk,
+    start_kunde,
+    stop,
+    temp_dir,
+    wait_http,
+)
 
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "2000"))
 LUA = r"""
@@ -147,6 +156,7 @@ def run(kind: str, seconds: int) -> dict[str, Any]:
 
 
 def main() -> dict[str, Any]:
+    require_wrk()
     seconds = int(os.environ.get("BENCH_SECONDS", "10"))
     dbs = os.environ.get("BENCH_DBS", "sqlite,postgres").split(",")
     return {"benchmark": "ingest_profile_get", "customers": CUSTOMERS, "connections": 4,
