@@ -109,7 +109,9 @@ def test_each_key_group_starts_a_colocation_group_of_its_own() -> None:
            "colocate_with => 'commerce_orders');" in ddl
 
 
-async def test_rekey_gives_a_table_new_keys_and_keeps_its_rows(kernel: Kernel) -> None:
+def _toy_rekey(conn: Any, times: int) -> tuple[Any, ...]:
+    """Create a toy table with a row, rekey it ``times`` times; its shape and rows after,
+    and the statements each run sent that were not reading the schema."""
     from alembic.migration import MigrationContext
     from alembic.operations import Operations
 
@@ -118,26 +120,61 @@ async def test_rekey_gives_a_table_new_keys_and_keeps_its_rows(kernel: Kernel) -
     md = sa.MetaData(naming_convention=naming)
     toy = sa.Table("toy_rekey", md, sa.Column("id", sa.String(36), primary_key=True),
                    sa.Column("customer_id", sa.String(36)),
-                   sa.Column("token", sa.String(36), unique=True))
+                   sa.Column("token", sa.String(36), unique=True),
+                   sa.Column("kind", sa.String(8), index=True))
+    md.create_all(conn)
+    conn.execute(toy.insert(), [{"id": "a", "customer_id": "c1", "token": "t", "kind": "k"}])
+    changes: list[list[str]] = []
 
-    def run(conn: Any) -> tuple[Any, ...]:
-        md.create_all(conn)
-        conn.execute(toy.insert(), [{"id": "a", "customer_id": "c1", "token": "t"}])
-        with Operations.context(MigrationContext.configure(conn)):
-            rekey("toy_rekey", ["customer_id", "id"], not_null=["customer_id"],
-                  drop_unique=[["token"]], add_unique=[["customer_id", "token"]])
-        inspect = sa.inspect(conn)
-        shape = (inspect.get_pk_constraint("toy_rekey")["constrained_columns"],
-                 [u["column_names"] for u in inspect.get_unique_constraints("toy_rekey")],
-                 {c["name"]: c["nullable"] for c in inspect.get_columns("toy_rekey")},
-                 conn.execute(sa.text("SELECT id, customer_id, token FROM toy_rekey")).all())
-        conn.execute(sa.text("DROP TABLE toy_rekey"))
-        return shape
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().split(" ", 1)[0].upper() in (
+                "ALTER", "CREATE", "DROP", "INSERT", "UPDATE", "DELETE"):
+            changes[-1].append(statement)
 
+    sa.event.listen(conn, "before_cursor_execute", record)
+    try:
+        for _ in range(times):
+            changes.append([])
+            with Operations.context(MigrationContext.configure(conn)):
+                rekey("toy_rekey", ["customer_id", "id"], not_null=["customer_id"],
+                      drop_unique=[["token"]], add_unique=[["customer_id", "token"]],
+                      drop_index=["ix_toy_rekey_kind"])
+    finally:
+        sa.event.remove(conn, "before_cursor_execute", record)
+    inspect = sa.inspect(conn)
+    shape = (inspect.get_pk_constraint("toy_rekey")["constrained_columns"],
+             [u["column_names"] for u in inspect.get_unique_constraints("toy_rekey")],
+             [i["name"] for i in inspect.get_indexes("toy_rekey")
+              if "duplicates_constraint" not in i],  # PostgreSQL: a unique's index
+             {c["name"]: c["nullable"] for c in inspect.get_columns("toy_rekey")},
+             conn.execute(sa.text("SELECT id, customer_id, token FROM toy_rekey")).all(),
+             changes)
+    conn.execute(sa.text("DROP TABLE toy_rekey"))
+    return shape
+
+
+async def test_rekey_gives_a_table_new_keys_and_keeps_its_rows(kernel: Kernel) -> None:
     async with kernel.db.writer.connect() as conn:
-        pk, uniques, nullable, rows = await conn.run_sync(run)
+        pk, uniques, indexes, nullable, rows, _ = await conn.run_sync(_toy_rekey, 1)
         await conn.commit()
     assert pk == ["customer_id", "id"]
     assert uniques == [["customer_id", "token"]]
+    assert indexes == []
+    assert nullable["customer_id"] is False
+    assert [tuple(r) for r in rows] == [("a", "c1", "t")]
+
+
+async def test_rekey_changes_nothing_on_a_table_already_so_keyed(kernel: Kernel) -> None:
+    # A first revision builds its tables from tables.py as they stand, so on a new
+    # database the re-keying revision after it finds the new keys in place (ADR 0004).
+    async with kernel.db.writer.connect() as conn:
+        pk, uniques, indexes, nullable, rows, changes = await conn.run_sync(_toy_rekey, 2)
+        await conn.commit()
+    first, second = changes
+    assert first != []
+    assert second == []
+    assert pk == ["customer_id", "id"]
+    assert uniques == [["customer_id", "token"]]
+    assert indexes == []
     assert nullable["customer_id"] is False
     assert [tuple(r) for r in rows] == [("a", "c1", "t")]

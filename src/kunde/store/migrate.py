@@ -2,9 +2,10 @@
 
 Each feature owns a branch (``branch_labels=("<feature>",)``) that depends on
 ``core``; ``upgrade heads`` brings every branch up to date. A feature's first
-revision creates its tables as ``tables.py`` defines them at that revision;
+revision creates its tables as ``tables.py`` defines them now (``create_tables``);
 every later schema change is an explicit ``op.*`` revision on the feature's
-branch (docs/adr/0004-migrations-per-feature.md).
+branch whose steps are skipped where a new database already has them
+(``migrate_ops``; docs/adr/0004-migrations-per-feature.md).
 """
 
 from __future__ import annotations
@@ -63,8 +64,26 @@ def script_heads(url: str) -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
 
 
+def _sqlite_foreign_keys(sync_conn: sa.Connection, on: bool) -> None:
+    # SQLite ignores this pragma inside a transaction, so it goes to the driver's
+    # connection directly: a statement through SQLAlchemy would begin one first.
+    dbapi = sync_conn.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
+
+
 async def upgrade(db: Database) -> None:
-    """Bring the schema to the newest revision of every feature branch."""
+    """Bring the schema to the newest revision of every feature branch.
+
+    On SQLite, Alembic's batch mode changes a table by copying it and dropping the
+    original, which enforced foreign keys refuse while other tables' rows refer to it;
+    so, as SQLite's documentation prescribes for such changes, foreign keys are off
+    while the revisions run, and ``PRAGMA foreign_key_check`` must find nothing before
+    they commit."""
     cfg = alembic_config(db.url)
 
     def _run(sync_conn: sa.Connection) -> None:
@@ -72,6 +91,11 @@ async def upgrade(db: Database) -> None:
         sync_conn.info["migrating"] = True  # statements here may reshape keys (ADR 0015)
         try:
             command.upgrade(cfg, "heads")
+            if db.dialect == "sqlite":
+                broken = sync_conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    raise RuntimeError(f"migrating left rows whose foreign key finds no row "
+                                       f"(table, rowid, parent, fk): {broken[:10]}")
         finally:
             sync_conn.info.pop("migrating", None)
 
@@ -80,6 +104,8 @@ async def upgrade(db: Database) -> None:
             # Several processes may start at once: one migrates, the others wait.
             await conn.execute(sa.text("SELECT pg_advisory_lock(4242)"))
             await conn.commit()
+        else:
+            await conn.run_sync(_sqlite_foreign_keys, False)
         try:
             await conn.run_sync(_run)
             await conn.commit()
@@ -87,6 +113,9 @@ async def upgrade(db: Database) -> None:
             if db.dialect == "postgresql":
                 await conn.execute(sa.text("SELECT pg_advisory_unlock(4242)"))
                 await conn.commit()
+            else:
+                await conn.rollback()  # (after a failure) the pragma needs no transaction
+                await conn.run_sync(_sqlite_foreign_keys, True)
 
 
 async def current_heads(db: Database) -> set[str]:

@@ -5,13 +5,21 @@ chooses the order's id when it starts the payment). What must stay unique across
 (number, external reference, one order per cart) and one voucher per cause move into
 guard tables keyed by that value, filled here from the rows that exist.
 
+commerce_0001 builds its tables from ``tables.py`` as it stands, so on a new database
+they have this shape already: each step changes only what differs (store/migrate_ops.py).
+
 Revision ID: commerce_0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-from kunde.store.migrate_ops import rekey, unique_name
+from kunde.store.migrate_ops import (
+    create_index_if_missing,
+    create_table_if_missing,
+    drop_unique_if_present,
+    rekey,
+)
 
 revision = "commerce_0002"
 down_revision = "commerce_0001"
@@ -20,35 +28,31 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    if create_table_if_missing(
         "commerce_voucher_causes",
         sa.Column("source", sa.String(40), nullable=False),
         sa.Column("source_ref", sa.String(200), nullable=False),
         sa.Column("code", sa.String(40), nullable=False),
         sa.PrimaryKeyConstraint("source", "source_ref", name="pk_commerce_voucher_causes"),
-    )
-    op.execute("INSERT INTO commerce_voucher_causes (source, source_ref, code) "
-               "SELECT source, source_ref, code FROM commerce_vouchers")
-    with op.batch_alter_table("commerce_vouchers") as batch:
-        batch.drop_constraint(unique_name("commerce_vouchers", ["source", "source_ref"]),
-                              type_="unique")
+    ):
+        op.execute("INSERT INTO commerce_voucher_causes (source, source_ref, code) "
+                   "SELECT source, source_ref, code FROM commerce_vouchers")
+    drop_unique_if_present("commerce_vouchers", ["source", "source_ref"])
 
-    op.create_table(
+    if create_table_if_missing(
         "commerce_order_keys",
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("key", sa.String(200), nullable=False),
         sa.Column("order_id", sa.String(36), nullable=False),
         sa.PrimaryKeyConstraint("kind", "key", name="pk_commerce_order_keys"),
-    )
-    for kind, column in (("number", "number"), ("external_ref", "external_ref"),
-                         ("cart", "cart_id")):
-        op.execute(f"INSERT INTO commerce_order_keys (kind, key, order_id) "  # noqa: S608
-                   f"SELECT '{kind}', {column}, id FROM commerce_orders "
-                   f"WHERE {column} IS NOT NULL")
-    with op.batch_alter_table("commerce_orders") as batch:
-        for column in ("number", "external_ref", "cart_id"):
-            batch.drop_constraint(unique_name("commerce_orders", [column]), type_="unique")
-    op.create_index("ix_commerce_orders_number", "commerce_orders", ["number"])
+    ):
+        for kind, column in (("number", "number"), ("external_ref", "external_ref"),
+                             ("cart", "cart_id")):
+            op.execute(f"INSERT INTO commerce_order_keys (kind, key, order_id) "  # noqa: S608
+                       f"SELECT '{kind}', {column}, id FROM commerce_orders "
+                       f"WHERE {column} IS NOT NULL")
+    drop_unique_if_present("commerce_orders", ["number"], ["external_ref"], ["cart_id"])
+    create_index_if_missing("ix_commerce_orders_number", "commerce_orders", ["number"])
 
     rekey("commerce_order_lines", ["order_id", "id"],
           drop_index=["ix_commerce_order_lines_order_id"])

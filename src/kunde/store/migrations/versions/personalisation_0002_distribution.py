@@ -3,7 +3,9 @@
 Revision ID: personalisation_0002
 
 Interactions, searches and offer decisions get the primary key (customer_id, id); every
-other customer table is keyed by its customer already.
+other customer table is keyed by its customer already. personalisation_0001 builds its
+tables from ``tables.py`` as it stands, so on a new database ``rekey`` finds them keyed
+so and changes nothing (store/migrate_ops.py).
 """
 
 from kunde.store.migrate_ops import rekey

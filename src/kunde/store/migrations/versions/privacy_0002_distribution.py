@@ -3,13 +3,13 @@
 Erasure and export requests get the primary key (customer_id, id), with a plain index on
 ``id`` for the lookups by request id.
 
+privacy_0001 builds its tables from ``tables.py`` as it stands, so on a new database
+they have this shape already: each step changes only what differs (store/migrate_ops.py).
+
 Revision ID: privacy_0002
 """
 
-import sqlalchemy as sa
-from alembic import op
-
-from kunde.store.migrate_ops import rekey
+from kunde.store.migrate_ops import create_index_if_missing, rekey
 
 revision = "privacy_0002"
 down_revision = "privacy_0001"
@@ -20,14 +20,9 @@ TABLES = ["privacy_erasure_requests", "privacy_export_requests"]
 
 
 def upgrade() -> None:
-    # privacy_0001 creates its tables as tables.py declares them now, so a new database
-    # already has the new keys: only a database created before this revision is rekeyed.
-    inspector = sa.inspect(op.get_bind())
     for table in TABLES:
-        if inspector.get_pk_constraint(table)["constrained_columns"] == ["customer_id", "id"]:
-            continue
         rekey(table, ["customer_id", "id"], drop_index=[f"ix_{table}_customer_id"])
-        op.create_index(f"ix_{table}_id", table, ["id"])
+        create_index_if_missing(f"ix_{table}_id", table, ["id"])
 
 
 def downgrade() -> None:

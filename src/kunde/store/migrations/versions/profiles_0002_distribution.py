@@ -6,14 +6,16 @@ the blind index alone. ``consent_record_ids`` keeps a consent record id used onc
 customers. ``identity_links``, ``profile_orders`` and ``consent_records`` gain the customer
 id in their primary key, ``merges`` the merged record's id.
 
+profiles_0001 builds its tables from ``tables.py`` as it stands, so on a new database
+they have this shape already: each step changes only what differs (store/migrate_ops.py).
+
 Revision ID: profiles_0002
 """
 
-import sqlalchemy as sa
 from alembic import op
 
 from kunde.store.migrate import create_tables
-from kunde.store.migrate_ops import rekey
+from kunde.store.migrate_ops import create_index_if_missing, has_table, rekey
 
 revision = "profiles_0002"
 down_revision = "profiles_0001"
@@ -21,37 +23,25 @@ branch_labels = None
 depends_on = None
 
 
-def _primary_key(table: str) -> list[str]:
-    return list(sa.inspect(op.get_bind()).get_pk_constraint(table)["constrained_columns"])
-
-
 def upgrade() -> None:
-    # profiles_0001 creates its tables as tables.py declares them now, so a new database
-    # already has the new keys: only a database created before this revision is rekeyed.
-    existing = set(sa.inspect(op.get_bind()).get_table_names())
-    if "identity_owners" not in existing:
+    if not has_table("identity_owners"):
         create_tables(["identity_owners"])
         op.execute("INSERT INTO identity_owners (value_hash, customer_id) "
                    "SELECT value_hash, customer_id FROM identities")
-    if "consent_record_ids" not in existing:
+    if not has_table("consent_record_ids"):
         create_tables(["consent_record_ids"])
         op.execute("INSERT INTO consent_record_ids (id) SELECT id FROM consent_records")
-    if _primary_key("identities") != ["customer_id", "id"]:
-        rekey("identities", ["customer_id", "id"], drop_unique=[["value_hash"]],
-              add_unique=[["customer_id", "value_hash"]],
-              drop_index=["ix_identities_customer_id"])
-    if _primary_key("identity_links") != ["customer_id", "id"]:
-        rekey("identity_links", ["customer_id", "id"],
-              drop_index=["ix_identity_links_customer_id"])
-    if _primary_key("merges") != ["merged_id", "id"]:
-        rekey("merges", ["merged_id", "id"], drop_index=["ix_merges_merged_id"])
-    if _primary_key("profile_orders") != ["customer_id", "order_id"]:
-        rekey("profile_orders", ["customer_id", "order_id"],
-              drop_index=["ix_profile_orders_customer_id"])
-        op.create_index("ix_profile_orders_order_id", "profile_orders", ["order_id"])
-    if _primary_key("consent_records") != ["customer_id", "id"]:
-        rekey("consent_records", ["customer_id", "id"],
-              drop_index=["ix_consent_records_customer_id"])
+    rekey("identities", ["customer_id", "id"], drop_unique=[["value_hash"]],
+          add_unique=[["customer_id", "value_hash"]],
+          drop_index=["ix_identities_customer_id"])
+    rekey("identity_links", ["customer_id", "id"],
+          drop_index=["ix_identity_links_customer_id"])
+    rekey("merges", ["merged_id", "id"], drop_index=["ix_merges_merged_id"])
+    rekey("profile_orders", ["customer_id", "order_id"],
+          drop_index=["ix_profile_orders_customer_id"])
+    create_index_if_missing("ix_profile_orders_order_id", "profile_orders", ["order_id"])
+    rekey("consent_records", ["customer_id", "id"],
+          drop_index=["ix_consent_records_customer_id"])
 
 
 def downgrade() -> None:
