@@ -19,6 +19,22 @@ def test_postgres_starting_up_is_unavailable() -> None:
                                                               "starting up")))
 
 
+def test_starting_up_behind_the_drivers_adapter_error_is_unavailable() -> None:
+    # What SQLAlchemy raises: DBAPIError(orig=adapter Error), the adapter error raised
+    # from asyncpg's CannotConnectNowError.
+    class Error(Exception):
+        pass
+
+    try:
+        try:
+            raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+        except Exception as driver:
+            raise Error("the database system is starting up") from driver
+    except Error as adapted:
+        assert is_unavailable(_wrapped(DBAPIError, adapted))
+    assert not is_unavailable(_wrapped(DBAPIError, Error("syntax error at or near x")))
+
+
 def test_statement_errors_are_not_unavailable() -> None:
     assert not is_unavailable(_wrapped(IntegrityError, Exception("duplicate key value")))
     assert not is_unavailable(_wrapped(OperationalError, Exception("no such column: x")))

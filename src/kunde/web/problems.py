@@ -115,13 +115,24 @@ _TRANSIENT = ("locked", "connect", "timeout", "timed out", "closed", "shutting d
               "terminat", "recovery", "too many clients", "starting up")
 
 
+def _causes(exc: BaseException | None) -> list[BaseException]:
+    """An exception and what it was raised from: SQLAlchemy's asyncpg adapter wraps the
+    driver's error in an adapter error of its own."""
+    chain: list[BaseException] = []
+    while exc is not None and len(chain) < 8:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for failures of reaching the database, as opposed to bugs in a statement."""
     if isinstance(exc, (InterfaceError, PoolTimeout, ConnectionError, TimeoutError)):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(exc, DBAPIError) and "connect" in type(exc.orig).__name__.lower():
+    if isinstance(exc, DBAPIError) and any(
+            "connect" in type(cause).__name__.lower() for cause in _causes(exc.orig)):
         return True  # e.g. asyncpg's CannotConnectNowError while PostgreSQL starts up
     if isinstance(exc, OperationalError):
         text = str(exc.orig).lower()
