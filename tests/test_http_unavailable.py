@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg  # type: ignore[import-untyped]
+import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from kunde.web.problems import is_unavailable
@@ -25,13 +26,15 @@ def test_starting_up_behind_the_drivers_adapter_error_is_unavailable() -> None:
     class Error(Exception):
         pass
 
-    try:
+    def adapt() -> None:
         try:
             raise asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
         except Exception as driver:
             raise Error("the database system is starting up") from driver
-    except Error as adapted:
-        assert is_unavailable(_wrapped(DBAPIError, adapted))
+
+    with pytest.raises(Error) as adapted:
+        adapt()
+    assert is_unavailable(_wrapped(DBAPIError, adapted.value))
     assert not is_unavailable(_wrapped(DBAPIError, Error("syntax error at or near x")))
 
 
