@@ -31,6 +31,7 @@ from litestar import Litestar
 from kunde.app import create_app
 from kunde.kernel import Kernel, close_kernel, open_kernel
 from kunde.settings import Settings, load_settings
+from kunde.store import distribution, migrate
 
 PG_URL = os.environ.get("KUNDE_TEST_POSTGRES_URL", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -45,15 +46,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 _moved_distribution_columns: list[str] = []
+_schema = migrate.all_metadata()
 
 
 @sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
 def _watch_distribution_columns(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-    from kunde.store import distribution, migrate
-
     if conn.info.get("migrating"):
         return
-    moved = distribution.sets_distribution_column(statement, migrate.all_metadata())
+    moved = distribution.sets_distribution_column(statement, _schema)
     if moved:
         _moved_distribution_columns.append(f"{moved}: {statement[:200]}")
 

@@ -24,7 +24,6 @@ class OrderReads:
 
     kernel: Kernel
 
-
     async def id_by_key(self, conn: Any, kind: str, key: str) -> str | None:
         """The order holding ``key`` of ``kind`` ("number", "external_ref", "cart")."""
         found = (await conn.execute(sa.select(order_keys.c.order_id).where(

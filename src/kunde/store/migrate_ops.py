@@ -44,13 +44,12 @@ def columns(table: str) -> dict[str, bool]:
     return {c["name"]: bool(c["nullable"]) for c in _inspector().get_columns(table)}
 
 
-def _primary_key(table: str) -> list[str]:
+def primary_key(table: str) -> list[str]:
+    """The primary key's columns, in key order."""
     return list(_inspector().get_pk_constraint(table)["constrained_columns"])
 
 
-def primary_key(table: str) -> list[str]:
-    """The primary key's columns, in key order."""
-    return _primary_key(table)
+_current_key = primary_key  # `rekey` takes a parameter of that name
 
 
 def unique_constraints(table: str) -> set[str]:
@@ -125,7 +124,7 @@ def rekey(
     make_not_null = [c for c in not_null if nullable[c]]
     drop = [unique_name(table, c) for c in drop_unique if unique_name(table, c) in uniques]
     add = [c for c in add_unique if unique_name(table, c) not in uniques]
-    new_key = _primary_key(table) != list(primary_key)
+    new_key = _current_key(table) != list(primary_key)
     if not (make_not_null or drop or add or new_key):
         return
     with op.batch_alter_table(table) as batch:

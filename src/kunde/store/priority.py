@@ -36,10 +36,6 @@ class PriorityGate:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
-    @property
-    def waiting(self) -> int:
-        return sum(1 for *_, f in self._waiters if not f.done())
-
     async def acquire(self, priority: int) -> None:
         if not self._held:
             self._held = True
